@@ -1,0 +1,82 @@
+# The platform's front door. `make run` and `make test` do all set-up on a fresh machine
+# (Python environment, Delta jars) and skip it when it is already done.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON     ?= python3
+UV_VERSION := 0.13.8
+TOOLS      := .cache/tools
+UV         := $(TOOLS)/bin/uv
+VENV       := .venv
+PY         := $(VENV)/bin/python
+JAR_DIR    := .cache/jars
+SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete
+
+
+
+
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help setup run test up down status ingest dbt-build report lint format clean clean-data
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(SETUP) ## install the Python environment and fetch the Delta jars (once)
+
+$(UV):
+	@command -v java >/dev/null || { echo "Java 17+ is required (JAVA_HOME or java on PATH)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+$(JAR_DIR)/.complete: engine/pom.xml $(VENV)/.installed
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Delta jars"; exit 1; }
+	rm -rf $(JAR_DIR)
+	mvn -B -q -f engine/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JAR_DIR)
+	$(PY) -m lakehouse.jars
+	@touch $@
+
+run: $(SETUP) ## run the whole pipeline on the local engine: ingest, dbt build, report
+	$(PY) -m lakehouse run
+
+test: $(SETUP) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+up: $(SETUP) ## start the local Spark Thrift Server
+	$(PY) -m lakehouse up
+
+down: ## stop the local Spark Thrift Server
+	@if [ -x $(PY) ]; then $(PY) -m lakehouse down; fi
+
+status: $(SETUP) ## is the engine up, and where does data live
+	$(PY) -m lakehouse status
+
+ingest: $(SETUP) ## load every source into bronze
+	$(PY) -m lakehouse ingest
+
+dbt-build: $(SETUP) ## dbt build against the running engine (make up first)
+	$(VENV)/bin/dbt build --project-dir dbt_project --profiles-dir profiles
+
+report: $(SETUP) ## row count of every table in the lake (engine must be up)
+	$(PY) -m lakehouse report
+
+lint: $(SETUP) ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(SETUP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean-data: down ## delete the local lake, warehouse and metastore
+	rm -rf .lakehouse .lakehouse-test dbt_project/target dbt_project/logs
+
+clean: clean-data ## also delete the environments and jar cache
+	rm -rf $(VENV) .cache

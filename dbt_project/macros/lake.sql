@@ -1,0 +1,59 @@
+{#-
+  Where the lake lives. The engine is the source of truth: the Thrift server (and the `session`
+  target) sets `spark.lakehouse.lake.dir`, so models never hard-code a path and a project copy in a
+  temporary folder (as Cosmos makes) still finds the data. `--vars '{lake_dir: ...}'` overrides.
+-#}
+{% macro lake_dir() %}
+  {%- set override = var('lake_dir', none) -%}
+  {%- if override -%}
+    {{ return(override) }}
+  {%- endif -%}
+  {%- set value = run_query('set spark.lakehouse.lake.dir').columns[1].values()[0] -%}
+  {%- if not value or value == '<undefined>' -%}
+    {{ exceptions.raise_compiler_error(
+        "The Spark engine does not define spark.lakehouse.lake.dir. Start it with `make up` "
+        ~ "(or set LAKEHOUSE_HOME for the session target), or pass --vars '{lake_dir: /abs/path}'.") }}
+  {%- endif -%}
+  {{ return(value) }}
+{% endmacro %}
+
+
+{#-
+  The Delta path of a bronze source table: <lake>/bronze/<dataset>/<table>, the layout dlt writes
+  (ingestion/bronze.py). `bronze_dataset` is declared in the source's meta.
+-#}
+{% macro bronze_location(source_node, lake) %}
+  {{ return(lake ~ '/bronze/' ~ bronze_dataset(source_node) ~ '/' ~ source_node.identifier) }}
+{% endmacro %}
+
+
+{#- The dlt dataset a source's tables live in, from `meta.bronze_dataset` of the table or source. -#}
+{% macro bronze_dataset(source_node) %}
+  {%- for meta in [source_node.meta, source_node.config.get('meta'), source_node.source_meta] -%}
+    {%- if meta and meta.get('bronze_dataset') -%}
+      {{ return(meta['bronze_dataset']) }}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(none) }}
+{% endmacro %}
+
+
+{#-
+  Register every bronze source as an external Delta table over the path dlt wrote, so Spark
+  reads it through its Delta transaction log. Runs as an on-run-start hook; idempotent.
+-#}
+{% macro register_bronze_sources() %}
+  {%- if execute -%}
+    {%- set lake = lake_dir() -%}
+    {%- for node in graph.sources.values() -%}
+      {%- if bronze_dataset(node) -%}
+        {%- set location = bronze_location(node, lake) -%}
+        {%- do run_query('create schema if not exists ' ~ node.schema) -%}
+        {%- do run_query(
+            'create table if not exists ' ~ node.schema ~ '.' ~ node.identifier
+            ~ " using delta location '" ~ location ~ "'") -%}
+        {{ log('bronze source ' ~ node.source_name ~ '.' ~ node.name ~ ' -> ' ~ location) }}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,65 @@
+-- One conversion rate per calendar day and currency into the reporting currency.
+-- Rates are published on business days only; a day without a publication takes the last known
+-- rate (as-of), flagged `is_carried_forward`, so every day converts and none silently drops.
+{% set reporting = var('reporting_currency') %}
+
+with published as (
+    select
+        rate_date,
+        quote_currency as currency,
+        units_per_base as units_per_reporting
+    from {{ ref('stg_fx__rates') }}
+    where base_currency = '{{ reporting }}'
+),
+
+calendar as (
+    select explode(sequence(min(rate_date), max(rate_date), interval 1 day)) as rate_date
+    from published
+),
+
+currencies as (
+    select distinct currency from published
+),
+
+as_of as (
+    select
+        calendar.rate_date,
+        currencies.currency,
+        last(published.units_per_reporting, true) over currency_history as units_per_reporting,
+        last(published.rate_date, true) over currency_history as published_rate_date
+    from calendar
+    cross join currencies
+    left join published
+        on calendar.rate_date = published.rate_date
+        and currencies.currency = published.currency
+    window currency_history as (
+        partition by currencies.currency
+        order by calendar.rate_date
+        rows between unbounded preceding and current row
+    )
+),
+
+reporting_currency as (
+    select
+        rate_date,
+        '{{ reporting }}' as currency,
+        cast(1 as decimal(18, 8)) as units_per_reporting,
+        rate_date as published_rate_date
+    from calendar
+),
+
+all_rates as (
+    select rate_date, currency, units_per_reporting, published_rate_date from as_of
+    union all
+    select rate_date, currency, units_per_reporting, published_rate_date from reporting_currency
+)
+
+select
+    rate_date,
+    currency,
+    '{{ reporting }}' as reporting_currency,
+    units_per_reporting,
+    cast(1 / units_per_reporting as decimal(24, 12)) as to_reporting_rate,
+    published_rate_date,
+    rate_date <> published_rate_date as is_carried_forward
+from all_rates

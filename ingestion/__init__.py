@@ -1,0 +1,1 @@
+"""dlt loaders that land each source system in the bronze layer as Delta tables."""

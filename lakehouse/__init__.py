@@ -1,0 +1,1 @@
+"""Local control plane of the lakehouse: configuration, the Spark engine and the pipeline runner."""

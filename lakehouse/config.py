@@ -1,0 +1,119 @@
+"""One validated view of the platform's configuration.
+
+Everything that differs between a laptop and production (paths, ports, source settings) is read
+once here, from ``lakehouse.yml`` plus environment overrides, and validated, so a typo fails at
+start-up with the file and key named instead of surfacing later as a Spark or dbt error.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = REPO_ROOT / "lakehouse.yml"
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(10000, ge=1, le=65535)
+    driver_memory: str = Field("4g", pattern=r"^\d+[mg]$")
+    shuffle_partitions: int = Field(4, ge=1)
+    startup_timeout_s: int = Field(180, ge=10)
+
+
+class FxSourceConfig(_Strict):
+    base_currency: CurrencyCode = "USD"
+    currencies: list[CurrencyCode]
+    start_date: date
+    days: int = Field(ge=1)
+
+
+class SourcesConfig(_Strict):
+    fx: FxSourceConfig
+
+
+class Settings(_Strict):
+    """The whole configuration. ``home`` is where the lake, warehouse and metastore live."""
+
+    home: Path
+    engine: EngineConfig
+    reporting_currency: CurrencyCode = "USD"
+    sources: SourcesConfig
+
+    @property
+    def lake_dir(self) -> Path:
+        """Ingestion writes bronze Delta tables under ``<lake>/bronze/<source>/<table>``."""
+        return self.home / "lake"
+
+    @property
+    def bronze_dir(self) -> Path:
+        return self.lake_dir / "bronze"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        """Spark's managed tables: what dbt builds (silver, gold)."""
+        return self.home / "warehouse"
+
+    @property
+    def metastore_dir(self) -> Path:
+        return self.home / "metastore"
+
+    @property
+    def state_dir(self) -> Path:
+        """Engine pid file, dlt pipeline state and run artefacts."""
+        return self.home / "state"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+class ConfigError(RuntimeError):
+    """A configuration file is invalid; the message names the file, the key and the problem."""
+
+
+def _env_overrides(raw: dict) -> dict:
+    """Apply the documented environment overrides on top of the file's values."""
+    raw = dict(raw)
+    raw["home"] = os.environ.get("LAKEHOUSE_HOME", raw.get("home") or REPO_ROOT / ".lakehouse")
+    engine = dict(raw.get("engine") or {})
+    if port := os.environ.get("LAKEHOUSE_THRIFT_PORT"):
+        engine["port"] = port
+    if host := os.environ.get("LAKEHOUSE_THRIFT_HOST"):
+        engine["host"] = host
+    raw["engine"] = engine
+    return raw
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read, override and validate the configuration; raise ConfigError naming file and key."""
+    path = Path(path or os.environ.get("LAKEHOUSE_CONFIG", DEFAULT_CONFIG_FILE))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    try:
+        settings = Settings.model_validate(_env_overrides(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+    home = settings.home.expanduser().resolve()
+    return settings.model_copy(update={"home": home})

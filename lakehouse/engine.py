@@ -1,0 +1,211 @@
+"""The local engine: one long-running Spark Thrift Server with Delta Lake and one metastore.
+
+Why a server and not a Spark session per process: Spark start-up costs 10-25 s, and dbt, Cosmos
+(one process per task) and the tests would each pay it; an embedded Derby metastore also admits
+one process at a time, and OpenLineage's dbt integration does not support dbt-spark's ``session``
+method. One JVM serves every dbt invocation through dbt-spark's ``thrift`` method.
+
+pyspark ships the Thrift-server jars but no start script, so we launch the server class through
+``spark-submit`` ourselves, detached in its own process group, and keep its pid in the state dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from lakehouse.config import Settings
+from lakehouse.jars import engine_jars
+
+THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+
+
+class EngineError(RuntimeError):
+    """The engine failed to start or stop; the message points at its log."""
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings of the engine: Delta, one metastore and the lake at absolute paths."""
+    metastore_db = settings.metastore_dir / "metastore_db"
+    return {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(settings.warehouse_dir),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={metastore_db};create=true"
+        ),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",
+        "spark.local.dir": str(settings.home / "tmp"),
+        "spark.sql.shuffle.partitions": str(settings.engine.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        # dbt threads and Cosmos tasks share this one server: FAIR stops a long job from
+        # queueing every short test query behind it.
+        "spark.scheduler.mode": "FAIR",
+        # Read back by dbt (macro `lake_dir`) so models never hard-code where bronze lives.
+        "spark.lakehouse.lake.dir": str(settings.lake_dir),
+    }
+
+
+def server_command(settings: Settings) -> list[str]:
+    """The spark-submit command line that starts the Thrift server."""
+    cmd = [
+        str(spark_home() / "bin" / "spark-submit"),
+        "--class", THRIFT_SERVER_CLASS,
+        "--name", "lakehouse-engine",
+        "--master", "local[*]",
+        "--driver-memory", settings.engine.driver_memory,
+        # On the driver's own classpath, not --jars: the Thrift server resolves data sources
+        # through the system class loader, which does not see --jars (DATA_SOURCE_NOT_FOUND).
+        "--driver-class-path", ":".join(str(j) for j in engine_jars()),
+    ]  # fmt: skip
+    for key, value in spark_conf(settings).items():
+        cmd += ["--conf", f"{key}={value}"]
+    cmd += [
+        "spark-internal",
+        "--hiveconf", f"hive.server2.thrift.port={settings.engine.port}",
+        "--hiveconf", f"hive.server2.thrift.bind.host={settings.engine.host}",
+    ]  # fmt: skip
+    return cmd
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.state_dir / f"engine-{settings.engine.port}.pid"
+
+
+def log_file(settings: Settings) -> Path:
+    return settings.log_dir / f"engine-{settings.engine.port}.log"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_pid(settings: Settings) -> int | None:
+    """Our server's pid if its pid file names a live process, else None."""
+    try:
+        pid = int(_pid_file(settings).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def is_up(settings: Settings) -> bool:
+    """True when something answers SQL on the engine's port."""
+    if not port_open(settings.engine.host, settings.engine.port):
+        return False
+    from lakehouse.sql import query
+
+    try:
+        return query(settings, "SELECT 1") == [(1,)]
+    except Exception:
+        return False
+
+
+def start(settings: Settings) -> int:
+    """Start the server detached and wait until it answers SQL; return its pid."""
+    if is_up(settings):
+        raise EngineError(
+            f"an engine already answers on {settings.engine.host}:{settings.engine.port}"
+        )
+    for folder in (settings.state_dir, settings.log_dir, settings.metastore_dir,
+                   settings.warehouse_dir, settings.lake_dir, settings.home / "tmp"):  # fmt: skip
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home()),
+        "HIVE_SERVER2_THRIFT_PORT": str(settings.engine.port),
+        "HIVE_SERVER2_THRIFT_BIND_HOST": settings.engine.host,
+    }
+    log = log_file(settings)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            server_command(settings),
+            cwd=settings.state_dir,  # stray derby.log / spark-warehouse never land in the repo
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _pid_file(settings).write_text(str(proc.pid))
+    deadline = time.monotonic() + settings.engine.startup_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _pid_file(settings).unlink(missing_ok=True)
+            raise EngineError(f"engine exited with code {proc.returncode} at start-up; see {log}")
+        if is_up(settings):
+            return proc.pid
+        time.sleep(1.0)
+    stop(settings)
+    raise EngineError(
+        f"engine did not answer within {settings.engine.startup_timeout_s}s; see {log}"
+    )
+
+
+def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
+    """Stop our server and its process group; return False if none was running."""
+    pid = _running_pid(settings)
+    pid_file = _pid_file(settings)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.5)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the server is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@contextlib.contextmanager
+def running(settings: Settings) -> Iterator[bool]:
+    """Use the engine if it is up; otherwise start it and stop it afterwards (no stray process).
+
+    Yields True when this call started the engine.
+    """
+    if is_up(settings):
+        yield False
+        return
+    start(settings)
+    try:
+        yield True
+    finally:
+        stop(settings)
