@@ -11,7 +11,8 @@ UV         := $(TOOLS)/bin/uv
 VENV       := .venv
 PY         := $(VENV)/bin/python
 JAR_DIR    := .cache/jars
-SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete
+KAFKA_JARS := .cache/kafka-jars
+SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete
 
 
 
@@ -23,7 +24,7 @@ export UV_PYTHON_DOWNLOADS := never
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(SETUP) ## install the Python environment and fetch the Delta jars (once)
+setup: $(SETUP) ## install the Python environment, fetch the Delta and Kafka jars (once)
 
 $(UV):
 	@command -v java >/dev/null || { echo "Java 17+ is required (JAVA_HOME or java on PATH)"; exit 1; }
@@ -39,6 +40,12 @@ $(JAR_DIR)/.complete: engine/pom.xml $(VENV)/.installed
 	rm -rf $(JAR_DIR)
 	mvn -B -q -f engine/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JAR_DIR)
 	$(PY) -m lakehouse.jars
+	@touch $@
+
+$(KAFKA_JARS)/.complete: engine/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Kafka jars"; exit 1; }
+	rm -rf $(KAFKA_JARS)
+	mvn -B -q -f engine/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS)
 	@touch $@
 
 run: $(SETUP) ## run the whole pipeline on the local engine: ingest, dbt build, report

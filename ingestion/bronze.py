@@ -1,23 +1,32 @@
 """Where and how every loader writes: dlt's filesystem destination as Delta tables under the lake.
 
 Bronze tables live at ``<lake>/bronze/<dataset>/<table>``: one dlt dataset per source system, one
-Delta table per resource. dbt registers the same paths as external tables (macro
-``register_bronze_sources``), so Spark reads exactly what dlt wrote, through the Delta log.
+Delta table per resource, plus a ``quarantine`` table per dataset (ingestion/contracts.py). dbt
+registers the same paths as external tables (macro ``register_bronze_sources``), so Spark reads
+exactly what dlt wrote, through the Delta log.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.pipeline import LoadInfo
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
 
+from ingestion.contracts import QUARANTINE_COLUMNS, QUARANTINE_TABLE, GuardStats
 from lakehouse.config import Settings
 
 # dlt reports anonymous usage to its cloud by default; this platform runs offline.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+ARROW_TYPES = {"text": pa.string(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
 def pipeline(settings: Settings, source_name: str) -> dlt.Pipeline:
@@ -31,28 +40,130 @@ def pipeline(settings: Settings, source_name: str) -> dlt.Pipeline:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
+class TableLoad:
+    """What one load did to one bronze table, from Delta's own commit metrics."""
+
+    written: int = 0  # rows dlt handed to the destination (normalize row count)
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    versions: list[int] = field(default_factory=list)
+
+
+@dataclass
 class LoadSummary:
-    """What one load did, read from dlt's own trace rather than re-counted."""
+    """One source's load: dlt's counts, the guard's counts and Delta's insert/update metrics."""
 
     source: str
-    rows_by_table: dict[str, int]
+    seconds: float
     load_ids: list[str]
+    tables: dict[str, TableLoad]
+    guard: dict[str, Any]
+
+    @property
+    def rows_by_table(self) -> dict[str, int]:
+        return {name: t.written for name, t in self.tables.items() if name != QUARANTINE_TABLE}
 
     @property
     def rows(self) -> int:
         return sum(self.rows_by_table.values())
 
+    @property
+    def read(self) -> int:
+        return sum(self.guard.get("read", {}).values())
 
-def run(settings: Settings, source_name: str, source: Any) -> LoadSummary:
+    @property
+    def quarantined(self) -> int:
+        return sum(self.guard.get("quarantined", {}).values())
+
+    def line(self) -> str:
+        inserted = sum(t.inserted for n, t in self.tables.items() if n != QUARANTINE_TABLE)
+        updated = sum(t.updated for n, t in self.tables.items() if n != QUARANTINE_TABLE)
+        rate = self.read / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.source}: read {self.read:,}, inserted {inserted:,}, updated {updated:,}, "
+            f"quarantined {self.quarantined:,} in {self.seconds:.1f}s ({rate:,.0f} rows/s)"
+        )
+
+
+def _version(path: Path) -> int | None:
+    try:
+        return DeltaTable(str(path)).version()
+    except TableNotFoundError:
+        return None
+
+
+def _delta_metrics(path: Path, since: int | None) -> TableLoad:
+    """Sum Delta's operation metrics over the versions committed after ``since``."""
+    load = TableLoad()
+    try:
+        history = DeltaTable(str(path)).history()
+    except TableNotFoundError:
+        return load
+    for commit in history:
+        version = commit.get("version")
+        if version is None or (since is not None and version <= since):
+            continue
+        metrics = commit.get("operationMetrics") or {}
+        load.versions.append(version)
+        if commit.get("operation") == "MERGE":
+            load.inserted += int(metrics.get("num_target_rows_inserted", 0))
+            load.updated += int(metrics.get("num_target_rows_updated", 0))
+            load.deleted += int(metrics.get("num_target_rows_deleted", 0))
+        else:  # WRITE: append, first write, or replace (overwrite)
+            load.inserted += int(metrics.get("num_added_rows", 0))
+    return load
+
+
+def ensure_quarantine_table(path: Path) -> None:
+    """Create the dataset's quarantine table, empty, if nothing was ever quarantined.
+
+    Every dataset then has one, so "what was quarantined?" always has a table to answer it and
+    dbt can declare it as a source (registering a missing Delta path would fail).
+    """
+    if _version(path) is not None:
+        return
+    dlt_columns = {"_dlt_load_id": {"data_type": "text", "nullable": False},
+                   "_dlt_id": {"data_type": "text", "nullable": False}}  # fmt: skip
+    columns = [
+        pa.field(name, ARROW_TYPES[column["data_type"]], nullable=column.get("nullable", True))
+        for name, column in {**QUARANTINE_COLUMNS, **dlt_columns}.items()
+    ]
+    write_deltalake(str(path), pa.schema(columns).empty_table(), mode="error")
+
+
+def run(
+    settings: Settings,
+    source_name: str,
+    source: Any,
+    stats: GuardStats | None = None,
+    **run_kwargs: Any,
+) -> LoadSummary:
     """Extract, normalise and load one source into bronze; raise if any load job failed."""
+    started = time.perf_counter()
     pipe = pipeline(settings, source_name)
-    info: LoadInfo = pipe.run(source, table_format="delta")
+    dataset_dir = settings.bronze_dir / source_name
+    before = (
+        {p.name: _version(p) for p in dataset_dir.iterdir() if p.is_dir()}
+        if dataset_dir.exists()
+        else {}
+    )
+    info = pipe.run(source, table_format="delta", **run_kwargs)
     info.raise_on_failed_jobs()
+    ensure_quarantine_table(dataset_dir / QUARANTINE_TABLE)
     normalize = pipe.last_trace.last_normalize_info
-    counts = {
-        table: n
-        for table, n in (normalize.row_counts if normalize else {}).items()
-        if not table.startswith("_dlt")
-    }
-    return LoadSummary(source=source_name, rows_by_table=counts, load_ids=list(info.loads_ids))
+    tables: dict[str, TableLoad] = {}
+    for table, written in (normalize.row_counts if normalize else {}).items():
+        if table.startswith("_dlt"):
+            continue
+        load = _delta_metrics(dataset_dir / table, before.get(table))
+        load.written = written
+        tables[table] = load
+    return LoadSummary(
+        source=source_name,
+        seconds=time.perf_counter() - started,
+        load_ids=list(info.loads_ids),
+        tables=tables,
+        guard=stats.as_dict() if stats else {},
+    )

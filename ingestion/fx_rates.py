@@ -2,19 +2,33 @@
 
 Strategy: the cursor is ``rate_date`` (dlt incremental state); each run re-requests the last few
 days (``lag``) because publishers revise recent rates, and merges on (rate_date, currency) so a
-revised rate replaces the old one and a rerun duplicates nothing.
+revised rate replaces the old one, a new day is inserted, and a rerun duplicates nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dlt
 from dlt.sources.helpers.rest_client import RESTClient
 
+from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
+from lakehouse.config import SchemaPolicy
+
 # Publishers revise the most recent days; re-read them on every run (the merge makes it safe).
 REVISION_WINDOW_DAYS = 3
+
+RATES = TableContract(
+    name="rates",
+    columns={
+        "rate_date": {"data_type": "date", "nullable": False},
+        "base_currency": {"data_type": "text", "nullable": False},
+        "currency": {"data_type": "text", "nullable": False},
+        "rate": {"data_type": "double", "nullable": False},
+    },
+    required=("rate_date", "currency", "rate"),
+)
 
 
 @dlt.source(name="fx")
@@ -24,44 +38,57 @@ def fx_source(
     start_date: date,
     end_date: date,
     base_currency: str = "USD",
+    policy: SchemaPolicy | None = None,
+    stats: GuardStats | None = None,
 ) -> Iterator[dlt.sources.DltResource]:
     """Daily rates of ``currencies`` against ``base_currency``, ``start_date`` to ``end_date``."""
+    policy = policy or SchemaPolicy()
+    stats = stats if stats is not None else GuardStats()
     client = RESTClient(base_url=base_url)
+    loaded_at = datetime.now(UTC)
+
+    def published(day: date, seen: set[str]) -> Iterator[dict]:
+        payload = client.get(
+            f"/fx/v1/{day.isoformat()}",
+            params={"base": base_currency, "symbols": ",".join(currencies)},
+        ).json()
+        # Weekends and holidays answer with the previous business day: keep one copy.
+        if payload["date"] in seen:
+            return
+        seen.add(payload["date"])
+        for currency, value in sorted(payload["rates"].items()):
+            yield {
+                "rate_date": payload["date"],
+                "base_currency": payload["base"],
+                "currency": currency,
+                "rate": value,
+            }
 
     @dlt.resource(
         name="rates",
         primary_key=("rate_date", "currency"),
         write_disposition={"disposition": "merge", "strategy": "upsert"},
-        columns={
-            "rate_date": {"data_type": "date", "nullable": False},
-            "base_currency": {"data_type": "text", "nullable": False},
-            "currency": {"data_type": "text", "nullable": False},
-            "rate": {"data_type": "double", "nullable": False},
-        },
+        schema_contract=dlt_schema_contract(policy),
     )
     def rates(
         rate_date: dlt.sources.incremental[date] = dlt.sources.incremental(
-            "rate_date", initial_value=start_date, lag=REVISION_WINDOW_DAYS
+            "rate_date",
+            initial_value=start_date,
+            lag=REVISION_WINDOW_DAYS,
+            on_cursor_value_missing="include",
         ),
     ) -> Iterator[dict]:
-        day = rate_date.start_value or start_date
-        seen: set[str] = set()
+        day, seen = rate_date.start_value or start_date, set()
         while day <= end_date:
-            payload = client.get(
-                f"/fx/v1/{day.isoformat()}",
-                params={"base": base_currency, "symbols": ",".join(currencies)},
-            ).json()
-            # Weekends and holidays answer with the previous business day: keep one copy.
-            if payload["date"] not in seen:
-                seen.add(payload["date"])
-                published = date.fromisoformat(payload["date"])
-                for currency, value in sorted(payload["rates"].items()):
-                    yield {
-                        "rate_date": published,
-                        "base_currency": payload["base"],
-                        "currency": currency,
-                        "rate": value,
-                    }
+            yield from guard(
+                published(day, seen),
+                source="fx",
+                contract=RATES,
+                policy=policy,
+                stats=stats,
+                loaded_at=loaded_at,
+            )
             day += timedelta(days=1)
 
+    RATES.register(dlt.current.source_schema())
     yield rates

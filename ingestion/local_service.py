@@ -1,28 +1,36 @@
 """A small local HTTP service standing in for the platform's HTTP source systems.
 
-It serves generated data in the shapes the real APIs use, so the dlt loaders run their real code
-path (HTTP, paging, JSON) locally; in production only the base URL and credentials change.
+It serves a generated ``World`` in the shapes the real APIs use, so the dlt loaders run their real
+code path (HTTP, paging, filters, JSON) locally; in production only the base URL and the token
+change.
 
 Routes:
-  GET /fx/v1/{YYYY-MM-DD}?base=USD&symbols=EUR,GBP   daily reference rates (weekends return the
-                                                     previous business day, like public feeds)
+  GET /fx/v1/{YYYY-MM-DD}?base=USD&symbols=EUR,GBP
+      daily reference rates; weekends answer with the previous business day, like public feeds
+  GET /crm/v1/{contacts|accounts}?updated_since=ISO-8601&page=1&page_size=200
+      CRM records changed at or after ``updated_since``, oldest first, paged:
+      {"data": [...], "page": 1, "page_size": 200, "total_pages": 7, "total": 1234}
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from ingestion.sample_data import fx
+from ingestion.sample_data.world import World
 
 _FX_DAY = re.compile(r"^/fx/v1/(\d{4}-\d{2}-\d{2})$")
+_CRM = re.compile(r"^/crm/v1/(contacts|accounts)$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -33,6 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
         params = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if match := _FX_DAY.match(url.path):
             self._fx_day(match.group(1), params)
+        elif match := _CRM.match(url.path):
+            self._crm(match.group(1), params)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no route for {url.path}"})
 
@@ -42,14 +52,62 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(HTTPStatus.BAD_REQUEST, {"error": f"not a date: {day}"})
             return
+        world = self.server.world
         base = params.get("base", "USD").upper()
         symbols = params.get("symbols")
-        currencies = symbols.upper().split(",") if symbols else self.server.currencies
+        currencies = symbols.upper().split(",") if symbols else world.currencies
         unknown = sorted({*currencies, base} - set(fx.ANCHOR_RATES))
         if unknown:
             self._send(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": f"unknown currency {unknown}"})
             return
-        self._send(HTTPStatus.OK, fx.daily_rates(requested, currencies, base, self.server.seed))
+        if requested > world.end_date:
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no rates published for {day} yet"})
+            return
+        published = fx.published_day(requested)
+        body = {
+            "amount": 1.0,
+            "base": base,
+            "date": published.isoformat(),
+            "rates": {c: world.fx_rate(published, c, base) for c in currencies if c != base},
+        }
+        self._send(HTTPStatus.OK, body)
+
+    def _crm(self, entity: str, params: dict[str, str]) -> None:
+        if self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            self._send(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
+            return
+        try:
+            since = (
+                datetime.fromisoformat(params["updated_since"])
+                if "updated_since" in params
+                else None
+            )
+            page = int(params.get("page", 1))
+            size = int(params.get("page_size", 100))
+        except ValueError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        records = (
+            self.server.world.crm_contacts
+            if entity == "contacts"
+            else self.server.world.crm_accounts
+        )
+        key = "contact_id" if entity == "contacts" else "account_id"
+        selected = sorted(
+            (r for r in records if since is None or r["updated_at"] >= since),
+            key=lambda r: (r["updated_at"], str(r[key])),
+        )
+        total_pages = max(1, math.ceil(len(selected) / size))
+        chunk = selected[(page - 1) * size : page * size]
+        self.server.served[entity] += len(chunk)
+        body = {
+            "data": [{**r, "updated_at": r["updated_at"].isoformat()} for r in chunk],
+            "page": page,
+            "page_size": size,
+            "total_pages": total_pages,
+            "total": len(selected),
+        }
+        self._send(HTTPStatus.OK, body)
 
     def _send(self, status: HTTPStatus, body: dict) -> None:
         payload = json.dumps(body).encode()
@@ -66,20 +124,31 @@ class _Handler(BaseHTTPRequestHandler):
 class _Service(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, currencies: list[str], seed: int) -> None:
+    def __init__(self, port: int, world: World, token: str) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
-        self.currencies = currencies
-        self.seed = seed
+        self.world = world
+        self.token = token
+        self.served: Counter[str] = Counter()  # records sent per route, for tests and debugging
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
 
 @contextlib.contextmanager
-def serving(currencies: list[str], seed: int = 42, port: int = 0) -> Iterator[str]:
-    """Serve in a background thread for the duration of the block; yield the base URL."""
-    service = _Service(port, currencies, seed)
+def serving(world: World, token: str = "local-crm-token", port: int = 0) -> Iterator[str]:
+    """Serve ``world`` in a background thread for the block; yield the base URL."""
+    with serving_service(world, token, port) as service:
+        yield service.url
+
+
+@contextlib.contextmanager
+def serving_service(
+    world: World, token: str = "local-crm-token", port: int = 0
+) -> Iterator[_Service]:
+    """Like ``serving`` but yield the service itself (its ``url``, ``served`` counts, ``world``)."""
+    service = _Service(port, world, token)
     thread = threading.Thread(target=service.serve_forever, name="local-service", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{service.server_address[1]}"
+        yield service
     finally:
         service.shutdown()
         service.server_close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
+from ingestion.runner import SOURCES, Replay
 from lakehouse import engine, pipeline
 from lakehouse.config import ConfigError, load_settings
 from lakehouse.jars import engine_jars
@@ -17,7 +19,27 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop the Spark Thrift Server")
     commands.add_parser("status", help="say whether the engine answers, and where data lives")
     commands.add_parser("run", help="run the whole pipeline: ingest, dbt build, report")
-    commands.add_parser("ingest", help="load every source into bronze (engine not needed)")
+    ingest = commands.add_parser(
+        "ingest", help="load sources into bronze (starts local source systems; no engine needed)"
+    )
+    ingest.add_argument("--source", action="append", choices=SOURCES, dest="sources",
+                        help="load only this source (repeatable); default: all five")  # fmt: skip
+    ingest.add_argument("--generation", type=int, choices=[1, 2],
+                        help="first seed the local systems with this generation of sample data "
+                             "(2 = a week later: new and changed records)")  # fmt: skip
+    replay = ingest.add_mutually_exclusive_group()
+    replay.add_argument(
+        "--replay-from-offset",
+        type=int,
+        metavar="N",
+        help="Kafka: re-read every partition from offset N (no duplicates)",
+    )
+    replay.add_argument(
+        "--replay-from-time",
+        type=datetime.fromisoformat,
+        metavar="ISO-8601",
+        help="Kafka: re-read from the first message at or after this time",
+    )
     commands.add_parser("report", help="row count of every bronze, silver and gold table")
     commands.add_parser("env", help="print shell exports for running dbt by hand")
     args = parser.parse_args(argv)
@@ -49,7 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         case "run":
             pipeline.run(settings)
         case "ingest":
-            pipeline.ingest(settings)
+            replay = None
+            if args.replay_from_offset is not None or args.replay_from_time is not None:
+                if args.sources not in (None, ["kafka"]):
+                    parser.error("replay applies to the kafka source only (--source kafka)")
+                args.sources = ["kafka"]
+                when = args.replay_from_time
+                if when is not None and when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                replay = Replay(from_offset=args.replay_from_offset, from_time=when)
+            pipeline.ingest(settings, args.sources or SOURCES, replay, args.generation)
         case "report":
             pipeline.report(settings)
         case "env":

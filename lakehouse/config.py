@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,15 +33,62 @@ class EngineConfig(_Strict):
     startup_timeout_s: int = Field(180, ge=10)
 
 
-class FxSourceConfig(_Strict):
+class SchemaPolicy(_Strict):
+    """What happens to a record whose shape differs from the declared bronze columns."""
+
+    mode: Literal["schema_on_write", "schema_on_read"] = "schema_on_write"
+    unknown_columns: Literal["quarantine", "drop", "fail"] = "quarantine"
+
+
+class _Source(_Strict):
+    schema_policy: SchemaPolicy = SchemaPolicy()
+
+
+class SnowflakeSourceConfig(_Source):
+    tables: list[str]
+
+
+class CrmSourceConfig(_Source):
+    page_size: int = Field(200, ge=1, le=10_000)
+
+
+class RedshiftSourceConfig(_Source):
+    schema_: str = Field("web", alias="schema")
+    tables: list[str]
+    chunk_size: int = Field(50_000, ge=100)
+
+
+class FxSourceConfig(_Source):
     base_currency: CurrencyCode = "USD"
     currencies: list[CurrencyCode]
-    start_date: date
-    days: int = Field(ge=1)
+
+
+class KafkaSourceConfig(_Source):
+    topic: str
+    group_id: str
+    batch_size: int = Field(5000, ge=1)
 
 
 class SourcesConfig(_Strict):
+    snowflake: SnowflakeSourceConfig
+    crm: CrmSourceConfig
+    redshift: RedshiftSourceConfig
     fx: FxSourceConfig
+    kafka: KafkaSourceConfig
+
+
+class ServicesConfig(_Strict):
+    postgres_port: int = Field(5433, ge=1, le=65535)
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+
+
+class SampleDataConfig(_Strict):
+    seed: int = 42
+    scale: float = Field(0.05, gt=0, le=10)
+    dirty_share: float = Field(0.03, ge=0, le=0.5)
+    start_date: date
+    days: int = Field(60, ge=7)
 
 
 class Settings(_Strict):
@@ -50,6 +97,8 @@ class Settings(_Strict):
     home: Path
     engine: EngineConfig
     reporting_currency: CurrencyCode = "USD"
+    services: ServicesConfig = ServicesConfig()
+    sample_data: SampleDataConfig
     sources: SourcesConfig
 
     @property
@@ -79,6 +128,11 @@ class Settings(_Strict):
     def log_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def source_systems_dir(self) -> Path:
+        """Data of the local source-system stand-ins (the Snowflake file, PostgreSQL, Kafka)."""
+        return self.home / "sources"
+
 
 class ConfigError(RuntimeError):
     """A configuration file is invalid; the message names the file, the key and the problem."""
@@ -89,6 +143,16 @@ def _env_overrides(raw: dict) -> dict:
     raw = dict(raw)
     raw["home"] = os.environ.get("LAKEHOUSE_HOME", raw.get("home") or REPO_ROOT / ".lakehouse")
     engine = dict(raw.get("engine") or {})
+    services = dict(raw.get("services") or {})
+    for key in ("postgres_port", "kafka_port", "kafka_controller_port"):
+        if value := os.environ.get(f"LAKEHOUSE_{key.upper()}"):
+            services[key] = value
+    raw["services"] = services
+    sample = dict(raw.get("sample_data") or {})
+    if scale := os.environ.get("LAKEHOUSE_SCALE"):
+        sample["scale"] = scale
+    if sample:
+        raw["sample_data"] = sample
     if port := os.environ.get("LAKEHOUSE_THRIFT_PORT"):
         engine["port"] = port
     if host := os.environ.get("LAKEHOUSE_THRIFT_HOST"):

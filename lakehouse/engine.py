@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lakehouse.config import Settings
@@ -55,9 +55,16 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # dbt threads and Cosmos tasks share this one server: FAIR stops a long job from
         # queueing every short test query behind it.
         "spark.scheduler.mode": "FAIR",
+        **_extra_conf(),
         # Read back by dbt (macro `lake_dir`) so models never hard-code where bronze lives.
         "spark.lakehouse.lake.dir": str(settings.lake_dir),
     }
+
+
+def _extra_conf() -> dict[str, str]:
+    """Extra Spark settings from LAKEHOUSE_SPARK_CONF ("k=v,k=v"), for tuning experiments."""
+    raw = os.environ.get("LAKEHOUSE_SPARK_CONF", "")
+    return dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
 
 
 def server_command(settings: Settings) -> list[str]:
@@ -127,8 +134,8 @@ def is_up(settings: Settings) -> bool:
         return False
 
 
-def start(settings: Settings) -> int:
-    """Start the server detached and wait until it answers SQL; return its pid."""
+def launch(settings: Settings) -> subprocess.Popen:
+    """Launch the server detached and return at once; ``wait_ready`` waits for it to answer."""
     if is_up(settings):
         raise EngineError(
             f"an engine already answers on {settings.engine.host}:{settings.engine.port}"
@@ -142,8 +149,7 @@ def start(settings: Settings) -> int:
         "HIVE_SERVER2_THRIFT_PORT": str(settings.engine.port),
         "HIVE_SERVER2_THRIFT_BIND_HOST": settings.engine.host,
     }
-    log = log_file(settings)
-    with log.open("ab") as out:
+    with log_file(settings).open("ab") as out:
         proc = subprocess.Popen(
             server_command(settings),
             cwd=settings.state_dir,  # stray derby.log / spark-warehouse never land in the repo
@@ -154,6 +160,12 @@ def start(settings: Settings) -> int:
             start_new_session=True,
         )
     _pid_file(settings).write_text(str(proc.pid))
+    return proc
+
+
+def wait_ready(settings: Settings, proc: subprocess.Popen) -> int:
+    """Wait until the launched server answers SQL; return its pid, or raise naming the log."""
+    log = log_file(settings)
     deadline = time.monotonic() + settings.engine.startup_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -161,11 +173,16 @@ def start(settings: Settings) -> int:
             raise EngineError(f"engine exited with code {proc.returncode} at start-up; see {log}")
         if is_up(settings):
             return proc.pid
-        time.sleep(1.0)
+        time.sleep(0.5)
     stop(settings)
     raise EngineError(
         f"engine did not answer within {settings.engine.startup_timeout_s}s; see {log}"
     )
+
+
+def start(settings: Settings) -> int:
+    """Start the server detached and wait until it answers SQL; return its pid."""
+    return wait_ready(settings, launch(settings))
 
 
 def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
@@ -193,6 +210,27 @@ def _reap(pid: int) -> None:
     """Collect the exit status if the server is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+@contextlib.contextmanager
+def starting(settings: Settings) -> Iterator[Callable[[], bool]]:
+    """Like ``running``, but do not wait: yield a ``ready()`` to call when SQL is needed.
+
+    The JVM boots (10-20 s) while the caller does other work, such as ingestion, which needs no
+    engine. ``ready()`` returns True when this call started the engine. Stops what it started.
+    """
+    proc = None if is_up(settings) else launch(settings)
+
+    def ready() -> bool:
+        if proc is not None:
+            wait_ready(settings, proc)
+        return proc is not None
+
+    try:
+        yield ready
+    finally:
+        if proc is not None:
+            stop(settings)
 
 
 @contextlib.contextmanager

@@ -6,17 +6,18 @@ one process so a laptop user sees the platform work end to end with one command.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
-from lakehouse import catalog, engine
+from ingestion import runner
+from ingestion.bronze import LoadSummary
+from ingestion.runner import SOURCES, Replay
+from lakehouse import catalog, engine, systems
 from lakehouse.config import REPO_ROOT, Settings
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -54,44 +55,52 @@ def dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.Comple
     return subprocess.run(cmd, env=dbt_env(settings), check=check)
 
 
-def ingest(settings: Settings) -> list:
-    """Load every configured source into bronze; return dlt's summaries."""
-    from ingestion import bronze, local_service
-    from ingestion.fx_rates import fx_source
-
-    fx = settings.sources.fx
-    summaries = []
-    with local_service.serving(fx.currencies) as base_url:
-        summary = bronze.run(
-            settings,
-            "fx",
-            fx_source(
-                base_url=base_url,
-                currencies=fx.currencies,
-                start_date=fx.start_date,
-                end_date=fx.start_date + timedelta(days=fx.days - 1),
-                base_currency=fx.base_currency,
-            ),
+def ingest(
+    settings: Settings,
+    sources: Iterable[str] = SOURCES,
+    replay: Replay | None = None,
+    generation: int | None = None,
+) -> list[LoadSummary]:
+    """Make the source systems reachable, seed them if they are empty, load ``sources``."""
+    seeded = systems.seeded_generation(settings)
+    target = generation or seeded or 1
+    with systems.running(settings, target) as endpoints:
+        if seeded != target:
+            seed(settings, endpoints, target)
+        summaries = runner.ingest(
+            settings, endpoints, sources, replay, report=lambda line: say(f"  {line}")
         )
-        say(f"  fx: {summary.rows} rows loaded {summary.rows_by_table}")
-        summaries.append(summary)
+    total_rows = sum(s.read for s in summaries)
+    total_s = sum(s.seconds for s in summaries)
+    say(f"  all sources: read {total_rows:,} records in {total_s:.1f}s")
     return summaries
+
+
+def seed(settings: Settings, endpoints: systems.Endpoints, generation: int) -> dict:
+    """Fill the local source systems with a generation of the sample world."""
+    started = time.perf_counter()
+    report = systems.seed(settings, endpoints, generation)
+    dirty = sum(report.pop("dirty").values())
+    say(f"  seeded generation {generation} in {time.perf_counter() - started:.1f}s: "
+        f"{report} ({dirty:,} dirty records on purpose)")  # fmt: skip
+    return report
 
 
 def run(settings: Settings) -> dict[str, float]:
     """Run ingest, dbt build and the table report; return wall time per step.
 
-    Uses the engine if it is up (``make up``); otherwise starts it and stops it at the end.
+    Uses the engine if it is up (``make up``); otherwise starts it (booting while ingestion
+    runs) and stops it at the end.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        with step("engine", timings):
-            started_here = stack.enter_context(engine.running(settings))
-            state = "started" if started_here else "already running"
-            say(f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})")
+    with engine.starting(settings) as engine_ready:
+        # The engine's JVM boots while ingestion runs: ingestion writes Delta without Spark.
         with step("ingest", timings):
             ingest(settings)
+        with step("engine", timings):
+            state = "started" if engine_ready() else "already running"
+            say(f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})")
         with step("dbt build", timings):
             dbt(settings, "build")
         with step("report", timings):

@@ -17,9 +17,16 @@ from lakehouse.config import REPO_ROOT, Settings, load_settings
 
 TEST_HOME = REPO_ROOT / ".lakehouse-test"
 os.environ.setdefault("LAKEHOUSE_HOME", str(TEST_HOME))
-os.environ.setdefault(
-    "LAKEHOUSE_THRIFT_PORT", os.environ.get("LAKEHOUSE_TEST_THRIFT_PORT", "10100")
-)
+TEST_ENV = {
+    "LAKEHOUSE_THRIFT_PORT": os.environ.get("LAKEHOUSE_TEST_THRIFT_PORT", "10100"),
+    # The suite's own source systems, beside any a developer runs on the default ports.
+    "LAKEHOUSE_POSTGRES_PORT": "15433",
+    "LAKEHOUSE_KAFKA_PORT": "19092",
+    "LAKEHOUSE_KAFKA_CONTROLLER_PORT": "19093",
+    "LAKEHOUSE_SCALE": "0.01",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +46,17 @@ def spark(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def ingested(spark: Settings) -> list:
-    """Bronze loaded once by the real dlt pipeline against the local HTTP service."""
+def source_systems(settings: Settings) -> Iterator:
+    """PostgreSQL (Redshift) and Kafka on the suite's ports, up for the whole session."""
+    from lakehouse import systems
+
+    with systems.running(settings) as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="session")
+def ingested(spark: Settings, source_systems) -> list:
+    """All five sources loaded once into the suite's lake by the real dlt pipelines."""
     from lakehouse import pipeline
 
     return pipeline.ingest(spark)
@@ -54,3 +70,10 @@ def dbt_built(ingested: list, spark: Settings) -> Path:
     result = pipeline.dbt(spark, "build", check=False)
     assert result.returncode == 0, "dbt build failed; see dbt_project/logs/dbt.log"
     return pipeline.DBT_PROJECT_DIR / "target"
+
+
+@pytest.fixture()
+def tmp_settings(tmp_path: Path, monkeypatch) -> Settings:
+    """Settings whose lake home is a fresh temporary folder (no engine needed)."""
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    return load_settings()

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from datetime import date, timedelta
-from pathlib import Path
 
 import deltalake
-import pytest
 
 from ingestion import bronze, local_service
 from ingestion.fx_rates import fx_source
 from ingestion.sample_data import fx
-from lakehouse.config import load_settings
+from ingestion.sample_data.world import World
 
 CURRENCIES = ["EUR", "GBP", "JPY"]
+WORLD = World(scale=0.01, currencies=CURRENCIES, start_date=date(2025, 1, 1), days=14)
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -28,7 +28,7 @@ def _get(url: str) -> tuple[int, dict]:
 
 
 def test_weekend_request_returns_previous_business_day() -> None:
-    with local_service.serving(CURRENCIES) as url:
+    with local_service.serving(WORLD) as url:
         status, saturday = _get(f"{url}/fx/v1/2025-01-04?base=USD")
         _, friday = _get(f"{url}/fx/v1/2025-01-03?base=USD")
     assert status == 200
@@ -37,11 +37,13 @@ def test_weekend_request_returns_previous_business_day() -> None:
     assert set(friday["rates"]) == set(CURRENCIES)
 
 
-def test_unknown_currency_is_a_client_error() -> None:
-    with local_service.serving(CURRENCIES) as url:
+def test_unknown_currency_and_future_day_are_client_errors() -> None:
+    with local_service.serving(WORLD) as url:
         status, body = _get(f"{url}/fx/v1/2025-01-03?symbols=XXX")
+        future, _ = _get(f"{url}/fx/v1/{WORLD.end_date + timedelta(days=1)}")
     assert status == 422
     assert "XXX" in body["error"]
+    assert future == 404
 
 
 def test_rates_are_deterministic_and_plausible() -> None:
@@ -52,46 +54,47 @@ def test_rates_are_deterministic_and_plausible() -> None:
     assert fx.rate(day, "USD") == 1.0
 
 
-@pytest.fixture()
-def tmp_settings(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    return load_settings()
+def _load(settings, world: World) -> bronze.LoadSummary:
+    with local_service.serving(world) as url:
+        source = fx_source(url, CURRENCIES, world.start_date, world.end_date)
+        return bronze.run(settings, "fx", source)
 
 
-def _load(settings, url: str, start: date, end: date) -> bronze.LoadSummary:
-    return bronze.run(settings, "fx", fx_source(url, CURRENCIES, start, end))
+def _rows(settings) -> list[dict]:
+    path = settings.bronze_dir / "fx" / "rates"
+    return deltalake.DeltaTable(str(path)).to_pyarrow_table().to_pylist()
 
 
 def test_load_writes_a_delta_table_and_rerun_upserts(tmp_settings) -> None:
-    start, end = date(2025, 1, 1), date(2025, 1, 14)  # 10 business days
-    table_path = tmp_settings.bronze_dir / "fx" / "rates"
-    with local_service.serving(CURRENCIES) as url:
-        first = _load(tmp_settings, url, start, end)
-        assert first.rows_by_table == {"rates": 10 * len(CURRENCIES)}
-        table = deltalake.DeltaTable(str(table_path))
-        assert table.to_pyarrow_table().num_rows == 30
+    first = _load(tmp_settings, WORLD)
+    assert first.rows_by_table == {"rates": 10 * len(CURRENCIES)}  # 10 business days
+    assert first.tables["rates"].inserted == 30
 
-        # The rerun re-reads only the revision window (last 3 days) and merges it.
-        second = _load(tmp_settings, url, start, end)
-        assert 0 < second.rows < first.rows
-        table = deltalake.DeltaTable(str(table_path))
-        assert table.version() > 0
-        rows = table.to_pyarrow_table().to_pylist()
+    # The rerun re-reads only the revision window (last 3 days) and merges it in place.
+    second = _load(tmp_settings, WORLD)
+    assert 0 < second.rows < first.rows
+    assert second.tables["rates"].inserted == 0
+    assert second.tables["rates"].updated == second.rows
+    rows = _rows(tmp_settings)
     assert len(rows) == 30, "an upsert must not duplicate rows"
     assert len({(r["rate_date"], r["currency"]) for r in rows}) == 30
     assert all(fx.is_business_day(r["rate_date"]) for r in rows)
-    eur_jan_3 = next(
-        r for r in rows if r["rate_date"] == date(2025, 1, 3) and r["currency"] == "EUR"
+    assert {r["_source"] for r in rows} == {"fx"}
+    eur = next(r for r in rows if r["rate_date"] == date(2025, 1, 3) and r["currency"] == "EUR")
+    assert eur["rate"] == fx.rate(date(2025, 1, 3), "EUR")
+
+
+def test_next_generation_revises_a_rate_and_inserts_new_days(tmp_settings) -> None:
+    _load(tmp_settings, WORLD)
+    later = replace(WORLD, generation=2)
+    summary = _load(tmp_settings, later)
+    new_business_days = sum(
+        fx.is_business_day(WORLD.end_date + timedelta(days=d)) for d in range(1, 8)
     )
-    assert eur_jan_3["rate"] == fx.rate(date(2025, 1, 3), "EUR")
-
-
-def test_incremental_state_only_fetches_new_days(tmp_settings) -> None:
-    start = date(2025, 1, 1)
-    with local_service.serving(CURRENCIES) as url:
-        _load(tmp_settings, url, start, start + timedelta(days=13))
-        later = _load(tmp_settings, url, start, start + timedelta(days=20))
-    # Days 15-21 hold 5 business days; the 3-day revision window re-reads up to 2 more.
-    assert 5 * 3 <= later.rows <= 7 * 3
-    rows = deltalake.DeltaTable(str(tmp_settings.bronze_dir / "fx" / "rates")).to_pyarrow_table()
-    assert rows.num_rows == 15 * 3
+    assert summary.tables["rates"].inserted == new_business_days * len(CURRENCIES)
+    assert summary.tables["rates"].updated > 0
+    rows = {(r["rate_date"], r["currency"]): r["rate"] for r in _rows(tmp_settings)}
+    revised_day = fx.published_day(WORLD.end_date)
+    assert rows[(revised_day, "EUR")] == later.fx_rate(revised_day, "EUR")
+    assert rows[(revised_day, "EUR")] != WORLD.fx_rate(revised_day, "EUR")
+    assert len(rows) == (10 + new_business_days) * len(CURRENCIES)

@@ -1,0 +1,1 @@
+"""Local stand-ins for source systems: Kafka broker, PostgreSQL server."""
