@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 
 from ingestion.runner import SOURCES, Replay
-from lakehouse import engine, pipeline
+from lakehouse import engine, pipeline, systems
 from lakehouse.config import ConfigError, load_settings
 from lakehouse.jars import engine_jars
 
@@ -15,8 +15,10 @@ from lakehouse.jars import engine_jars
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start the Spark Thrift Server (Delta, one metastore)")
-    commands.add_parser("down", help="stop the Spark Thrift Server")
+    commands.add_parser(
+        "up", help="start the Spark Thrift Server and the local source systems (PostgreSQL, Kafka)"
+    )
+    commands.add_parser("down", help="stop the Spark Thrift Server and the local source systems")
     commands.add_parser("status", help="say whether the engine answers, and where data lives")
     commands.add_parser("run", help="run the whole pipeline: ingest, dbt build, report")
     ingest = commands.add_parser(
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     match args.command:
         case "up":
+            for line in systems.start_local(settings):
+                pipeline.say(line)
             if engine.is_up(settings):
                 pipeline.say(f"engine already answers on port {settings.engine.port}")
             else:
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         case "down":
             stopped = engine.stop(settings)
             pipeline.say("engine stopped" if stopped else "engine was not running")
+            for line in systems.stop_local(settings):
+                pipeline.say(line)
         case "status":
             up = engine.is_up(settings)
             pipeline.say(f"engine {'up' if up else 'down'} on "

@@ -122,3 +122,32 @@ def seed(settings: Settings, endpoints: Endpoints, generation: int) -> dict[str,
     _marker(settings).parent.mkdir(parents=True, exist_ok=True)
     _marker(settings).write_text(json.dumps({"generation": generation}))
     return report
+
+
+def start_local(settings: Settings) -> list[str]:
+    """Start the local PostgreSQL and Kafka (``make up``) unless production endpoints are set."""
+    services, said = settings.services, []
+    if not os.environ.get("REDSHIFT_URL"):
+        if postgres.is_up(services.postgres_port):
+            said.append(f"PostgreSQL already up on port {services.postgres_port}")
+        else:
+            postgres.start(settings.home, services.postgres_port)
+            said.append(f"PostgreSQL (Redshift stand-in) up on port {services.postgres_port}")
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        if kafka.is_up(services.kafka_port):
+            said.append(f"Kafka already up on port {services.kafka_port}")
+        else:
+            kafka.start(settings.home, services.kafka_port, services.kafka_controller_port)
+            said.append(f"Kafka broker up on port {services.kafka_port}")
+    return said
+
+
+def stop_local(settings: Settings) -> list[str]:
+    """Stop the local PostgreSQL and Kafka this project started (``make down``)."""
+    services = settings.services
+    said = []
+    if kafka.stop(settings.home, services.kafka_port):
+        said.append("Kafka stopped")
+    if postgres.stop(settings.home, services.postgres_port):
+        said.append("PostgreSQL stopped")
+    return said

@@ -35,14 +35,25 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(settings: Settings) -> Iterator[Settings]:
-    """A running engine on a fresh test lake; stopped after the session if we started it."""
+def _engine_booting(settings: Settings) -> Iterator:
+    """Launch the engine on a fresh test lake without waiting for it.
+
+    Its JVM boots (10-20 s) while other fixtures (the ingestion) run; ``spark`` waits for it.
+    Stopped at the end of the session if this session started it.
+    """
     from lakehouse import engine
 
     if not engine.is_up(settings) and settings.home == TEST_HOME.resolve():
         shutil.rmtree(settings.home, ignore_errors=True)
-    with engine.running(settings):
-        yield settings
+    with engine.starting(settings) as ready:
+        yield ready
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings, _engine_booting) -> Settings:
+    """The running engine (its settings): waits for the boot started with the session."""
+    _engine_booting()
+    return settings
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +66,15 @@ def source_systems(settings: Settings) -> Iterator:
 
 
 @pytest.fixture(scope="session")
-def ingested(spark: Settings, source_systems) -> list:
+def ingested(settings: Settings, source_systems) -> list:
     """All five sources loaded once into the suite's lake by the real dlt pipelines."""
     from lakehouse import pipeline
 
-    return pipeline.ingest(spark)
+    return pipeline.ingest(settings)
 
 
 @pytest.fixture(scope="session")
-def dbt_built(ingested: list, spark: Settings) -> Path:
+def dbt_built(_engine_booting, ingested: list, spark: Settings) -> Path:
     """`dbt build` (models, data tests, unit tests) once; returns the dbt target folder."""
     from lakehouse import pipeline
 
