@@ -12,7 +12,8 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 JAR_DIR    := .cache/jars
 KAFKA_JARS := .cache/kafka-jars
-SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete
+DBT_DEPS   := dbt_project/dbt_packages/.installed
+SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(DBT_DEPS)
 
 
 
@@ -46,6 +47,11 @@ $(KAFKA_JARS)/.complete: engine/kafka/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Kafka jars"; exit 1; }
 	rm -rf $(KAFKA_JARS)
 	mvn -B -q -f engine/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS)
+	@touch $@
+
+# dbt packages are local (dbt_project/packages): `dbt deps` links them, no network.
+$(DBT_DEPS): dbt_project/packages.yml $(VENV)/.installed
+	$(VENV)/bin/dbt deps --project-dir dbt_project --profiles-dir profiles
 	@touch $@
 
 run: $(SETUP) ## run the whole pipeline on the local engine: ingest, dbt build, report

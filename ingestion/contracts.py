@@ -163,6 +163,25 @@ def quarantine_record(source: str, table: str, reason: str, record: Any, at: dat
     return dlt.mark.with_hints(row, hints, create_table_variant=True)
 
 
+def guarded(
+    source: str,
+    contract: TableContract,
+    policy: SchemaPolicy,
+    stats: GuardStats,
+    loaded_at: datetime,
+) -> Callable[[Any], Iterator[Any]]:
+    """``guard`` for one record at a time, as a dlt yield map (``resource.add_yield_map``).
+
+    One argument on purpose: dlt passes item metadata to callables that take two.
+    """
+
+    def check(record: Any) -> Iterator[Any]:
+        return guard([record], source=source, contract=contract, policy=policy, stats=stats,
+                     loaded_at=loaded_at)  # fmt: skip
+
+    return check
+
+
 def guard(
     records: Iterable[Any],
     *,

@@ -8,13 +8,12 @@ CRMs stamp some updates late (out of order); re-reading that window is safe unde
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dlt.sources.rest_api import rest_api_source
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
+from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
 from lakehouse.config import SchemaPolicy
 
 LATE_UPDATE_LAG = timedelta(days=1)
@@ -102,15 +101,6 @@ def crm_source(
     for contract in (CONTACTS, ACCOUNTS):
         contract.register(source.schema)
         source.resources[contract.name].add_yield_map(
-            guarded(contract, policy=policy, stats=stats, loaded_at=loaded_at)
+            guarded("crm", contract, policy, stats, loaded_at)
         )
     return source
-
-
-def guarded(contract: TableContract, **guard_args: Any) -> Callable[[dict], Iterator[Any]]:
-    """A one-argument yield map for dlt (it passes metadata to two-argument callables)."""
-
-    def check(row: dict) -> Iterator[Any]:
-        return guard([row], source="crm", contract=contract, **guard_args)
-
-    return check

@@ -10,14 +10,14 @@ production ``REDSHIFT_URL`` points at the cluster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
 from dlt.sources.sql_database import sql_table
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
+from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
 from lakehouse.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
@@ -81,21 +81,5 @@ def redshift_source(
         resource.apply_hints(
             columns={}, primary_key=key, schema_contract=dlt_schema_contract(policy)
         )
-        resource.add_yield_map(_guarded(contract, policy, stats, loaded_at))
+        resource.add_yield_map(guarded("redshift", contract, policy, stats, loaded_at))
         yield resource
-
-
-def _guarded(
-    contract: TableContract, policy: SchemaPolicy, stats: GuardStats, loaded_at: datetime
-) -> Callable[[dict], Iterator[Any]]:
-    def check(row: dict) -> Iterator[Any]:
-        return guard(
-            [row],
-            source="redshift",
-            contract=contract,
-            policy=policy,
-            stats=stats,
-            loaded_at=loaded_at,
-        )
-
-    return check

@@ -8,14 +8,14 @@ database file; in production ``SNOWFLAKE_URL`` is a snowflake-sqlalchemy URL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
 from dlt.sources.sql_database import sql_table
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
+from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
 from lakehouse.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
@@ -106,21 +106,5 @@ def snowflake_source(
             primary_key=contract.required[0],
             schema_contract=dlt_schema_contract(policy),
         )
-        resource.add_yield_map(_guarded(contract, policy, stats, loaded_at))
+        resource.add_yield_map(guarded("snowflake", contract, policy, stats, loaded_at))
         yield resource
-
-
-def _guarded(
-    contract: TableContract, policy: SchemaPolicy, stats: GuardStats, loaded_at: datetime
-) -> Callable[[dict], Iterator[Any]]:
-    def check(row: dict) -> Iterator[Any]:
-        return guard(
-            [row],
-            source="snowflake",
-            contract=contract,
-            policy=policy,
-            stats=stats,
-            loaded_at=loaded_at,
-        )
-
-    return check

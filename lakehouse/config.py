@@ -151,6 +151,8 @@ def _env_overrides(raw: dict) -> dict:
     sample = dict(raw.get("sample_data") or {})
     if scale := os.environ.get("LAKEHOUSE_SCALE"):
         sample["scale"] = scale
+    if dirty := os.environ.get("LAKEHOUSE_DIRTY_SHARE"):
+        sample["dirty_share"] = dirty
     if sample:
         raw["sample_data"] = sample
     if port := os.environ.get("LAKEHOUSE_THRIFT_PORT"):

@@ -51,6 +51,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.local.dir": str(settings.home / "tmp"),
         "spark.sql.shuffle.partitions": str(settings.engine.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # Delta answers min/max/count from its log stats with java.time values, which the Thrift
+        # server cannot serialise (ClassCastException: LocalDate cannot be cast to java.sql.Date)
+        # for `select max(some_date) from t`. Reading the data instead costs little here.
+        "spark.databricks.delta.optimizeMetadataQuery.enabled": "false",
+        # A URL repeating a query parameter must not fail str_to_map: the last value wins.
+        "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
         "spark.ui.showConsoleProgress": "false",
         # dbt threads and Cosmos tasks share this one server: FAIR stops a long job from
         # queueing every short test query behind it.

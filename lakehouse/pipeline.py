@@ -6,10 +6,12 @@ one process so a laptop user sees the platform work end to end with one command.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,10 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 def dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the dbt CLI of this environment against the project, streaming its output."""
     dbt_exe = Path(sys.executable).parent / "dbt"
+    if not (DBT_PROJECT_DIR / "dbt_packages" / "expectations").exists():
+        deps = [str(dbt_exe), "deps", "--project-dir", str(DBT_PROJECT_DIR),
+                "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
+        subprocess.run(deps, env=dbt_env(settings), check=True)
     cmd = [str(dbt_exe), *args, "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
     return subprocess.run(cmd, env=dbt_env(settings), check=check)
@@ -103,11 +109,28 @@ def run(settings: Settings) -> dict[str, float]:
             say(f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})")
         with step("dbt build", timings):
             dbt(settings, "build")
+            dq_summary()
         with step("report", timings):
             report(settings)
     timings["total"] = time.perf_counter() - started
     say("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return timings
+
+
+def dq_summary() -> dict[str, int]:
+    """Print what the data-quality contracts found in the last dbt invocation."""
+    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
+    counts = Counter(r["status"] for r in tests)
+    failed = counts.get("fail", 0) + counts.get("error", 0)
+    say(f"  data tests: {counts.get('pass', 0)} passed, {counts.get('warn', 0)} warned, "
+        f"{failed} failed (details: dq.test_results)")  # fmt: skip
+    for r in tests:
+        if r["status"] in ("warn", "fail", "error"):
+            say(
+                f"    {r['status']:<4} {r['failures'] or 0:>6} rows  {r['unique_id'].split('.')[2]}"
+            )
+    return dict(counts)
 
 
 def report(settings: Settings) -> None:

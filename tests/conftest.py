@@ -24,6 +24,8 @@ TEST_ENV = {
     "LAKEHOUSE_KAFKA_PORT": "19092",
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": "19093",
     "LAKEHOUSE_SCALE": "0.01",
+    # small but dirty: every kind of bad record the generator makes shows up at least once
+    "LAKEHOUSE_DIRTY_SHARE": "0.1",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

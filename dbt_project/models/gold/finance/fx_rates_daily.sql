@@ -1,6 +1,8 @@
 -- One conversion rate per calendar day and currency into the reporting currency.
 -- Rates are published on business days only; a day without a publication takes the last known
 -- rate (as-of), flagged `is_carried_forward`, so every day converts and none silently drops.
+-- The calendar runs past the last publication for at most `fx_max_staleness_days` (and never
+-- past today): a rate older than that is no rate, and conversions are flagged missing instead.
 {% set reporting = var('reporting_currency') %}
 
 with published as (
@@ -13,7 +15,14 @@ with published as (
 ),
 
 calendar as (
-    select explode(sequence(min(rate_date), max(rate_date), interval 1 day)) as rate_date
+    select explode(sequence(
+        min(rate_date),
+        greatest(
+            max(rate_date),
+            least(date_add(max(rate_date), {{ var('fx_max_staleness_days') }}), current_date())
+        ),
+        interval 1 day
+    )) as rate_date
     from published
 ),
 

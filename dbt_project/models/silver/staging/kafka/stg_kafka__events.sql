@@ -1,0 +1,57 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='merge',
+    unique_key='event_id',
+) }}
+-- Events from Kafka, one row per event_id: at-least-once duplicates collapse to the first copy
+-- (lowest partition/offset); late events are kept and flagged. Incremental on the bronze load
+-- time, merged on event_id, so a duplicate arriving in a later load does not add a row.
+with arrived as (
+    select
+        event_id,
+        lower(event_type) as event_type,
+        customer_id,
+        event_time as event_at,
+        session_id,
+        order_id,
+        page_url,
+        cast(amount as decimal(18, 2)) as amount,
+        upper(currency) as currency_code,
+        kafka_partition,
+        kafka_offset,
+        kafka_timestamp,
+        _loaded_at as loaded_at
+    from {{ source('kafka', 'events') }}
+    {% if is_incremental() %}
+    where _loaded_at > (select coalesce(max(loaded_at), timestamp'1970-01-01') from {{ this }})
+    {% endif %}
+),
+
+ordered as (
+    select
+        *,
+        -- an event stamped over a day before the newest one already seen on its partition
+        event_at < max(event_at) over (
+            partition by kafka_partition order by kafka_offset
+            rows between unbounded preceding and 1 preceding
+        ) - interval 1 day as is_late
+    from arrived
+)
+
+select
+    event_id,
+    event_type,
+    customer_id,
+    event_at,
+    cast(event_at as date) as event_date,
+    session_id,
+    order_id,
+    page_url,
+    amount,
+    currency_code,
+    coalesce(is_late, false) as is_late,
+    kafka_partition,
+    kafka_offset,
+    loaded_at
+from ordered
+qualify row_number() over (partition by event_id order by kafka_partition, kafka_offset) = 1
