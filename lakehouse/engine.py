@@ -50,6 +50,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",
         "spark.local.dir": str(settings.home / "tmp"),
         "spark.sql.shuffle.partitions": str(settings.engine.shuffle_partitions),
+        # Delta rebuilds a table's snapshot from its log with 50 tasks by default: on small
+        # local tables that was ~400 stages of 50 tasks per `make run`, most of the dbt time.
+        "spark.databricks.delta.snapshotPartitions": str(settings.engine.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         # Delta answers min/max/count from its log stats with java.time values, which the Thrift
         # server cannot serialise (ClassCastException: LocalDate cannot be cast to java.sql.Date)

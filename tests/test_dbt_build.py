@@ -169,3 +169,11 @@ def test_injected_bad_rows_fail_or_warn_and_land_in_quarantine(spark, dbt_built)
         for table in INJECTED:
             query(spark, f"insert overwrite {table} select * from {table}_backup")
             query(spark, f"drop table {table}_backup")
+
+
+def test_report_counts_every_table_of_every_layer(spark, dbt_built) -> None:
+    counts = {f"{c.schema}.{c.table}": c for c in catalog.table_counts(spark)}
+    assert {c.layer for c in counts.values()} == {"bronze", "silver", "gold"}
+    assert {"gold.customer_360", "silver.stg_kafka__events", "bronze_kafka.events"} <= set(counts)
+    for name in ("gold.customer_360", "bronze_crm.contacts"):
+        assert counts[name].rows == query(spark, f"select count(*) from {name}")[0][0] > 0
