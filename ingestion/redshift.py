@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
-from dlt.sources.sql_database import sql_table
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
+from ingestion.contracts import GuardStats, TableContract
+from ingestion.sql_tables import contracted_sql_table
 from lakehouse.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
@@ -63,23 +63,19 @@ def redshift_source(
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     loaded_at = datetime.now(UTC)
-    dlt_schema = dlt.current.source_schema()
     for name in tables:
         contract = CONTRACTS[name]
-        key = contract.required[0]
-        contract.register(dlt_schema)
-        resource = sql_table(
+        yield contracted_sql_table(
+            "redshift",
+            contract,
+            policy,
+            stats,
+            loaded_at,
             credentials=credentials,
             schema=schema,
-            table=name,
-            backend="sqlalchemy",
-            reflection_level="minimal",
             chunk_size=chunk_size,
-            incremental=dlt.sources.incremental(key, initial_value=0, row_order="asc"),
+            incremental=dlt.sources.incremental(
+                contract.required[0], initial_value=0, row_order="asc"
+            ),
             write_disposition={"disposition": "merge", "strategy": "insert-only"},
         )
-        resource.apply_hints(
-            columns={}, primary_key=key, schema_contract=dlt_schema_contract(policy)
-        )
-        resource.add_yield_map(guarded("redshift", contract, policy, stats, loaded_at))
-        yield resource

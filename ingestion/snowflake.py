@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
-from dlt.sources.sql_database import sql_table
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
+from ingestion.contracts import GuardStats, TableContract
+from ingestion.sql_tables import contracted_sql_table
 from lakehouse.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
@@ -87,24 +87,14 @@ def snowflake_source(
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     loaded_at = datetime.now(UTC)
-    schema = dlt.current.source_schema()
     for name in tables:
-        contract = CONTRACTS[name]
-        contract.register(schema)
-        resource = sql_table(
+        yield contracted_sql_table(
+            "snowflake",
+            CONTRACTS[name],
+            policy,
+            stats,
+            loaded_at,
             credentials=credentials,
-            table=name,
-            backend="sqlalchemy",
-            reflection_level="minimal",
             chunk_size=chunk_size,
             write_disposition="replace",
         )
-        # The contract declares the columns (registered in the schema above), not the table's
-        # reflection: an upstream column the contract does not know must meet the policy.
-        resource.apply_hints(
-            columns={},
-            primary_key=contract.required[0],
-            schema_contract=dlt_schema_contract(policy),
-        )
-        resource.add_yield_map(guarded("snowflake", contract, policy, stats, loaded_at))
-        yield resource

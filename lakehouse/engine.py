@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from lakehouse.config import Settings
 from lakehouse.jars import engine_jars
+from lakehouse.processes import pid_alive, stop_group
 
 THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
 
@@ -106,23 +106,13 @@ def log_file(settings: Settings) -> Path:
     return settings.log_dir / f"engine-{settings.engine.port}.log"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _running_pid(settings: Settings) -> int | None:
     """Our server's pid if its pid file names a live process, else None."""
     try:
         pid = int(_pid_file(settings).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def port_open(host: str, port: int) -> bool:
@@ -198,27 +188,10 @@ def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
     """Stop our server and its process group; return False if none was running."""
     pid = _running_pid(settings)
     pid_file = _pid_file(settings)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _pid_alive(pid):
-        _reap(pid)
-        time.sleep(0.5)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    _reap(pid)
+    if pid is not None:
+        stop_group(pid, timeout_s, poll_s=0.5)
     pid_file.unlink(missing_ok=True)
-    return True
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the server is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    return pid is not None
 
 
 @contextlib.contextmanager

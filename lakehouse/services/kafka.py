@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -32,6 +31,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakehouse.config import REPO_ROOT
+from lakehouse.processes import pid_alive, reap, stop_group
 
 JAR_DIR: Path = REPO_ROOT / ".cache" / "kafka-jars"
 
@@ -184,16 +184,6 @@ def _format_storage(home: Path, log: Path) -> None:
         raise KafkaError(f"formatting Kafka storage failed (code {result.returncode}); see {log}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_our_broker(pid: int, home: Path) -> bool:
     """Guard against a recycled pid: the process must be a broker run with our properties file.
 
@@ -214,8 +204,8 @@ def _running_pid(home: Path, port: int) -> int | None:
         pid = int(_pid_file(home, port).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    _reap(pid)  # a broker that died as our child is a zombie: alive to kill(0), empty cmdline
-    return pid if _pid_alive(pid) and _is_our_broker(pid, home) else None
+    reap(pid)  # a broker that died as our child is a zombie: alive to kill(0), empty cmdline
+    return pid if pid_alive(pid) and _is_our_broker(pid, home) else None
 
 
 def port_open(port: int, host: str = HOST) -> bool:
@@ -287,25 +277,9 @@ def stop(home: Path, port: int = 9092, timeout_s: float = 30) -> bool:
         return False
     # SIGTERM runs Kafka's shutdown hook: it closes the logs cleanly, so the next start does
     # not have to recover segments.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _pid_alive(pid):
-        _reap(pid)
-        time.sleep(0.2)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        time.sleep(0.2)
-    _reap(pid)
+    stop_group(pid, timeout_s)
     pid_file.unlink(missing_ok=True)
     return True
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the broker is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 @contextlib.contextmanager
