@@ -79,8 +79,27 @@ class SourcesConfig(_Strict):
 
 class ServicesConfig(_Strict):
     postgres_port: int = Field(5433, ge=1, le=65535)
+    snowflake_port: int = Field(8085, ge=1, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535)
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
+
+
+class PublishTableConfig(_Strict):
+    """A gold table served in the warehouses (dbt_project/models/publish has its models)."""
+
+    unique_key: list[str] = Field(min_length=1)
+    # Reconciliation compares row count and a checksum of these columns, lake vs warehouse.
+    checksum_columns: list[str] = Field(min_length=1)
+
+
+class PublishConfig(_Strict):
+    warehouses: list[Literal["snowflake", "redshift"]] = ["snowflake", "redshift"]
+    # Rows per INSERT when staging a snapshot in a warehouse.
+    insert_batch_rows: int = Field(1000, ge=1, le=100_000)
+    # A dbt publish run still going after this long is killed and the publish fails (a client
+    # retrying a warehouse error forever must not hang the pipeline).
+    dbt_timeout_s: int = Field(1800, ge=10)
+    tables: dict[str, PublishTableConfig] = Field(min_length=1)
 
 
 class SampleDataConfig(_Strict):
@@ -100,6 +119,7 @@ class Settings(_Strict):
     services: ServicesConfig = ServicesConfig()
     sample_data: SampleDataConfig
     sources: SourcesConfig
+    publish: PublishConfig
 
     @property
     def lake_dir(self) -> Path:
@@ -144,7 +164,7 @@ def _env_overrides(raw: dict) -> dict:
     raw["home"] = os.environ.get("LAKEHOUSE_HOME", raw.get("home") or REPO_ROOT / ".lakehouse")
     engine = dict(raw.get("engine") or {})
     services = dict(raw.get("services") or {})
-    for key in ("postgres_port", "kafka_port", "kafka_controller_port"):
+    for key in ("postgres_port", "snowflake_port", "kafka_port", "kafka_controller_port"):
         if value := os.environ.get(f"LAKEHOUSE_{key.upper()}"):
             services[key] = value
     raw["services"] = services

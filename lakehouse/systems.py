@@ -24,7 +24,7 @@ from ingestion import local_service
 from ingestion.sample_data import fill
 from ingestion.sample_data.world import World
 from lakehouse.config import Settings
-from lakehouse.services import kafka, postgres
+from lakehouse.services import kafka, postgres, snowflake
 
 LOCAL_CRM_TOKEN = "local-crm-token"
 
@@ -125,7 +125,8 @@ def seed(settings: Settings, endpoints: Endpoints, generation: int) -> dict[str,
 
 
 def start_local(settings: Settings) -> list[str]:
-    """Start the local PostgreSQL and Kafka (``make up``) unless production endpoints are set."""
+    """Start the local PostgreSQL, Kafka and Snowflake emulator (``make up``) unless production
+    endpoints are set."""
     services, said = settings.services, []
     if not os.environ.get("REDSHIFT_URL"):
         if postgres.is_up(services.postgres_port):
@@ -139,13 +140,21 @@ def start_local(settings: Settings) -> list[str]:
         else:
             kafka.start(settings.home, services.kafka_port, services.kafka_controller_port)
             said.append(f"Kafka broker up on port {services.kafka_port}")
+    if not os.environ.get("SNOWFLAKE_ACCOUNT"):
+        if snowflake.is_up(services.snowflake_port):
+            said.append(f"Snowflake emulator already up on port {services.snowflake_port}")
+        else:
+            snowflake.start(settings.home, services.snowflake_port)
+            said.append(f"Snowflake emulator (fakesnow) up on port {services.snowflake_port}")
     return said
 
 
 def stop_local(settings: Settings) -> list[str]:
-    """Stop the local PostgreSQL and Kafka this project started (``make down``)."""
+    """Stop the local PostgreSQL, Kafka and Snowflake emulator this project started."""
     services = settings.services
     said = []
+    if snowflake.stop(settings.home, services.snowflake_port):
+        said.append("Snowflake emulator stopped")
     if kafka.stop(settings.home, services.kafka_port):
         said.append("Kafka stopped")
     if postgres.stop(settings.home, services.postgres_port):

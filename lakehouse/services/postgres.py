@@ -48,6 +48,8 @@ from psycopg2 import sql
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5433
 DATABASE = "web"
+# The same server stands in for the Redshift warehouse the gold layer is published to.
+WAREHOUSE_DATABASE = "analytics"
 ROLE = "lakehouse"
 # A local-only default: the server accepts connections from 127.0.0.1 alone.
 PASSWORD = "lakehouse"
@@ -380,20 +382,24 @@ def _server_command(binaries: Path, data: Path, port: int) -> list[str]:
 
 
 def _ensure_role_and_database(port: int, password: str) -> None:
-    """Idempotently: role ``lakehouse`` with ``password``, database ``web`` owned by it."""
+    """Idempotently: role ``lakehouse`` with ``password``; databases ``web`` (the source) and
+    ``analytics`` (the warehouse) owned by it."""
     conn = _superuser_connection(port)
     conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     try:
         with conn.cursor() as cur:
-            role, database = sql.Identifier(ROLE), sql.Identifier(DATABASE)
+            role = sql.Identifier(ROLE)
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,))
             verb = "ALTER" if cur.fetchone() else "CREATE"
             cur.execute(
                 sql.SQL("{} ROLE {} LOGIN PASSWORD %s").format(sql.SQL(verb), role), (password,)
             )
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
+            for name in (DATABASE, WAREHOUSE_DATABASE):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), role)
+                    )
     finally:
         conn.close()
 
