@@ -20,7 +20,7 @@ SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test up down status ingest dbt-build report lint format clean clean-data
+.PHONY: help setup run test up down status ingest dbt-build publish report lint format clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ $(DBT_DEPS): dbt_project/packages.yml $(VENV)/.installed
 	$(VENV)/bin/dbt deps --project-dir dbt_project --profiles-dir profiles
 	@touch $@
 
-run: $(SETUP) ## run the whole pipeline on the local engine: ingest, dbt build, report
+run: $(SETUP) ## run the whole pipeline on the local engine: ingest, dbt build, publish, report
 	$(PY) -m lakehouse run
 
 test: $(SETUP) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
@@ -62,10 +62,10 @@ test: $(SETUP) ## lint, then the whole test suite (pytest, which runs dbt build 
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
-up: $(SETUP) ## start the local Spark Thrift Server
+up: $(SETUP) ## start the local Spark Thrift Server, source systems and warehouse stand-ins
 	$(PY) -m lakehouse up
 
-down: ## stop the local Spark Thrift Server
+down: ## stop everything `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m lakehouse down; fi
 
 status: $(SETUP) ## is the engine up, and where does data live
@@ -76,6 +76,9 @@ ingest: $(SETUP) ## load every source into bronze
 
 dbt-build: $(SETUP) ## dbt build against the running engine (make up first)
 	$(VENV)/bin/dbt build --project-dir dbt_project --profiles-dir profiles
+
+publish: $(SETUP) ## publish gold to Snowflake and Redshift (WAREHOUSE=snowflake|redshift for one)
+	$(PY) -m lakehouse publish $(if $(WAREHOUSE),--warehouse $(WAREHOUSE))
 
 report: $(SETUP) ## row count of every table in the lake (engine must be up)
 	$(PY) -m lakehouse report

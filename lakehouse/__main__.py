@@ -10,6 +10,8 @@ from ingestion.runner import SOURCES, Replay
 from lakehouse import engine, pipeline, systems
 from lakehouse.config import ConfigError, load_settings
 from lakehouse.jars import engine_jars
+from lakehouse.publish import PublishError
+from lakehouse.warehouses import WAREHOUSES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("down", help="stop the Spark Thrift Server and the local source systems")
     commands.add_parser("status", help="say whether the engine answers, and where data lives")
-    commands.add_parser("run", help="run the whole pipeline: ingest, dbt build, report")
+    commands.add_parser("run", help="run the whole pipeline: ingest, dbt build, publish, report")
     ingest = commands.add_parser(
         "ingest", help="load sources into bronze (starts local source systems; no engine needed)"
     )
@@ -42,6 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ISO-8601",
         help="Kafka: re-read from the first message at or after this time",
     )
+    publish = commands.add_parser(
+        "publish", help="publish gold to the warehouses (Snowflake MERGE, Redshift append)"
+    )
+    publish.add_argument("--warehouse", action="append", choices=sorted(WAREHOUSES),
+                         dest="warehouses", help="only this warehouse (repeatable); default: "
+                         "publish.warehouses of lakehouse.yml")  # fmt: skip
+    publish.add_argument("--table", action="append", dest="tables",
+                         help="only this gold table (repeatable); default: all of "
+                         "publish.tables")  # fmt: skip
+    publish.add_argument("--full-refresh", action="store_true",
+                         help="rebuild the Snowflake mirrors from the snapshot (the repair "
+                         "after a failed reconciliation); Redshift histories are never "
+                         "rebuilt")  # fmt: skip
     commands.add_parser("report", help="row count of every bronze, silver and gold table")
     commands.add_parser("env", help="print shell exports for running dbt by hand")
     args = parser.parse_args(argv)
@@ -87,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
                     when = when.replace(tzinfo=UTC)
                 replay = Replay(from_offset=args.replay_from_offset, from_time=when)
             pipeline.ingest(settings, args.sources or SOURCES, replay, args.generation)
+        case "publish":
+            try:
+                pipeline.publish(settings, args.warehouses, args.tables, args.full_refresh)
+            except PublishError as exc:
+                print(f"publish failed: {exc}", file=sys.stderr)
+                return 1
         case "report":
             pipeline.report(settings)
         case "env":

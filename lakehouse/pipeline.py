@@ -1,4 +1,4 @@
-"""The whole pipeline in order, each step timed: ingest -> dbt build -> report.
+"""The whole pipeline in order, each step timed: ingest -> dbt build -> publish -> report.
 
 This is what ``make run`` calls. Airflow runs the same steps as separate tasks; here they run in
 one process so a laptop user sees the platform work end to end with one command.
@@ -7,23 +7,18 @@ one process so a laptop user sees the platform work end to end with one command.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
 from lakehouse import catalog, engine, systems
-from lakehouse.config import REPO_ROOT, Settings
-
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-DBT_PROFILES_DIR = REPO_ROOT / "profiles"
+from lakehouse import publish as publishing
+from lakehouse.config import Settings
+from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt
 
 
 def say(message: str) -> None:
@@ -37,28 +32,6 @@ def step(name: str, timings: dict[str, float]) -> Iterator[None]:
     yield
     timings[name] = time.perf_counter() - started
     say(f"{name} done in {timings[name]:.1f}s")
-
-
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """Environment for a dbt process aimed at this engine (the profile reads these)."""
-    return {
-        **os.environ,
-        "LAKEHOUSE_HOME": str(settings.home),
-        "LAKEHOUSE_THRIFT_HOST": settings.engine.host,
-        "LAKEHOUSE_THRIFT_PORT": str(settings.engine.port),
-    }
-
-
-def dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the dbt CLI of this environment against the project, streaming its output."""
-    dbt_exe = Path(sys.executable).parent / "dbt"
-    if not (DBT_PROJECT_DIR / "dbt_packages" / "expectations").exists():
-        deps = [str(dbt_exe), "deps", "--project-dir", str(DBT_PROJECT_DIR),
-                "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
-        subprocess.run(deps, env=dbt_env(settings), check=True)
-    cmd = [str(dbt_exe), *args, "--project-dir", str(DBT_PROJECT_DIR),
-           "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
-    return subprocess.run(cmd, env=dbt_env(settings), check=check)
 
 
 def ingest(
@@ -93,7 +66,7 @@ def seed(settings: Settings, endpoints: systems.Endpoints, generation: int) -> d
 
 
 def run(settings: Settings) -> dict[str, float]:
-    """Run ingest, dbt build and the table report; return wall time per step.
+    """Run ingest, dbt build, publish and the table report; return wall time per step.
 
     Uses the engine if it is up (``make up``); otherwise starts it (booting while ingestion
     runs) and stops it at the end.
@@ -110,11 +83,25 @@ def run(settings: Settings) -> dict[str, float]:
         with step("dbt build", timings):
             dbt(settings, "build")
             dq_summary()
+        with step("publish", timings):
+            publish(settings)
         with step("report", timings):
             report(settings)
     timings["total"] = time.perf_counter() - started
     say("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return timings
+
+
+def publish(
+    settings: Settings,
+    warehouses: Sequence[str] | None = None,
+    tables: Sequence[str] | None = None,
+    full_refresh: bool = False,
+) -> list[publishing.PublishResult]:
+    """Publish gold to the warehouses (lakehouse/publish.py), reporting as it goes."""
+    return publishing.publish(
+        settings, warehouses, tables, lambda line: say(f"  {line}"), full_refresh
+    )
 
 
 def dq_summary() -> dict[str, int]:

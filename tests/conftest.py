@@ -21,6 +21,7 @@ TEST_ENV = {
     "LAKEHOUSE_THRIFT_PORT": os.environ.get("LAKEHOUSE_TEST_THRIFT_PORT", "10100"),
     # The suite's own source systems, beside any a developer runs on the default ports.
     "LAKEHOUSE_POSTGRES_PORT": "15433",
+    "LAKEHOUSE_SNOWFLAKE_PORT": "18085",
     "LAKEHOUSE_KAFKA_PORT": "19092",
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": "19093",
     "LAKEHOUSE_SCALE": "0.01",
@@ -83,6 +84,16 @@ def dbt_built(_engine_booting, ingested: list, spark: Settings) -> Path:
     result = pipeline.dbt(spark, "build", check=False)
     assert result.returncode == 0, "dbt build failed; see dbt_project/logs/dbt.log"
     return pipeline.DBT_PROJECT_DIR / "target"
+
+
+@pytest.fixture(scope="session")
+def warehouses(settings: Settings, source_systems) -> Iterator[Settings]:
+    """The local warehouse stand-ins for the session: the Snowflake emulator, and PostgreSQL
+    (already up for the source systems) for Redshift."""
+    from lakehouse.services import snowflake
+
+    with snowflake.running(settings.home, settings.services.snowflake_port):
+        yield settings
 
 
 @pytest.fixture()

@@ -4,7 +4,8 @@
   reads without parsing dbt's artefacts. Runs as an on-run-end hook.
 -#}
 {% macro record_test_results(results) %}
-  {%- if execute -%}
+  {#- dq.test_results is a Delta table in the lake: recorded by lake (spark) invocations only. -#}
+  {%- if execute and target.type == 'spark' -%}
     {%- set rows = [] -%}
     {%- for result in results
           if result.node.resource_type in ('test', 'unit_test') and result.status not in ('pass', 'success', 'skipped') -%}

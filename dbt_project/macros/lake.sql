@@ -43,7 +43,8 @@
   reads it through its Delta transaction log. Runs as an on-run-start hook; idempotent.
 -#}
 {% macro register_bronze_sources() %}
-  {%- if execute -%}
+  {#- Only the lake engine reads bronze; warehouse targets (publish) have no lake. -#}
+  {%- if execute and target.type == 'spark' -%}
     {%- set lake = lake_dir() -%}
     {%- for node in graph.sources.values() -%}
       {%- if bronze_dataset(node) -%}

@@ -1,0 +1,254 @@
+"""Publish gold to the warehouses: stage a lake snapshot, let dbt serve it, then reconcile.
+
+Per warehouse, three steps, each safe to repeat (a retried Airflow task is the normal case):
+
+1. **Stage.** Read the current Delta snapshot of each gold table straight from the lake
+   (delta-rs; no Spark job) and copy it into the warehouse's ``publish_staging.<table>``, every
+   row stamped with the snapshot's batch id. The staging table is replaced whole. A publish
+   killed here leaves a partial staging table, which step 2 never sees: its row count is checked
+   against the snapshot first, and the next publish replaces it.
+2. **Serve.** ``dbt build`` of the warehouse's publish models (dbt_project/models/publish) on its
+   dbt target: in Snowflake a MERGE on the table's key (new rows in, changed rows updated,
+   unchanged rows untouched, vanished keys deleted), in Redshift an append of the batch unless
+   that batch is already there. The SQL lives in the dbt project, the only place it is written.
+3. **Reconcile.** Row count and a checksum of the configured key columns in the warehouse must
+   equal the snapshot's; otherwise the publish fails with both numbers.
+
+A batch id names one Delta snapshot (version and commit time), so publishing the same snapshot
+twice is the same batch, and a lake rebuilt from scratch (versions restart) never reuses an id.
+
+Local default: the fakesnow emulator for Snowflake and the project's PostgreSQL for Redshift
+(lakehouse/warehouses.py says how production endpoints are chosen).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from lakehouse import catalog
+from lakehouse.config import Settings
+from lakehouse.dbt_cli import dbt
+from lakehouse.warehouses import Warehouse, warehouse
+
+GOLD_SCHEMA = "gold"
+
+
+class PublishError(RuntimeError):
+    """A publish step failed; the message says which warehouse, table and step."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Row count and an order-independent checksum of a set of rows."""
+
+    rows: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a gold Delta table, read whole."""
+
+    table: str
+    version: int
+    committed_at: datetime
+    data: pa.Table
+
+    @property
+    def batch_id(self) -> str:
+        """The snapshot's identity: its Delta version and the commit's time (UTC, ms)."""
+        return f"v{self.version}@{self.committed_at:%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
+
+
+@dataclass
+class PublishResult:
+    warehouse: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# --- snapshots and fingerprints ----------------------------------------------------------------
+
+
+def _local_path(location: str) -> str:
+    """A Spark table location (``file:/x``, ``file:///x`` or a path) as delta-rs wants it."""
+    parsed = urlparse(location)
+    return unquote(parsed.path) if parsed.scheme in ("", "file") else location
+
+
+def read_snapshot(settings: Settings, table: str) -> Snapshot:
+    """The current snapshot of ``gold.<table>``; the engine says where it lives."""
+    location = catalog.table_detail(settings, f"{GOLD_SCHEMA}.{table}")["location"]
+    delta = DeltaTable(_local_path(location))
+    commit = delta.history(1)[0]
+    return Snapshot(
+        table=table,
+        version=delta.version(),
+        committed_at=datetime.fromtimestamp(commit["timestamp"] / 1000, tz=UTC),
+        data=delta.to_pyarrow_table(),
+    )
+
+
+def _canonical(value: Any) -> str:
+    """One text form per value, whichever engine returned it (Spark, Snowflake, PostgreSQL).
+
+    Numbers compare by value at 6 decimals (NUMBER(38,0) may come back as int or Decimal),
+    timestamps as naive UTC with microseconds (the warehouses store TIMESTAMP_NTZ / timestamp).
+    """
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
+        return format(Decimal(str(value)).quantize(Decimal("0.000001")), "f")
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def fingerprint(rows: Iterable[Sequence[Any]]) -> Fingerprint:
+    """Count and checksum: the sum (mod 2^128) of each row's MD5, so order does not matter and,
+    unlike XOR, a duplicated row changes the result."""
+    total = count = 0
+    for row in rows:
+        digest = hashlib.md5("\x1f".join(_canonical(v) for v in row).encode()).digest()
+        total = (total + int.from_bytes(digest, "big")) % (1 << 128)
+        count += 1
+    return Fingerprint(count, f"{total:032x}")
+
+
+def snapshot_fingerprint(snapshot: Snapshot, columns: Sequence[str]) -> Fingerprint:
+    data = snapshot.data.select(list(columns))
+    return fingerprint(tuple(row.values()) for row in data.to_pylist())
+
+
+# --- the three steps ---------------------------------------------------------------------------
+
+
+def stage(wh: Warehouse, snapshot: Snapshot, batch_rows: int) -> int:
+    """Replace ``publish_staging.<table>`` with the snapshot; return the rows it now holds."""
+    rows = snapshot.data.num_rows
+    stamped = snapshot.data.append_column(
+        "_batch_id", pa.array([snapshot.batch_id] * rows, pa.string())
+    ).append_column("_lake_version", pa.array([snapshot.version] * rows, pa.int64()))
+    wh.replace_staging(snapshot.table, stamped, batch_rows)
+    staged = wh.staged_rows(snapshot.table, snapshot.batch_id)
+    if staged != snapshot.data.num_rows:
+        raise PublishError(
+            f"{wh.name}: staging {snapshot.table} holds {staged} rows of batch "
+            f"{snapshot.batch_id}, the snapshot has {snapshot.data.num_rows}; not publishing"
+        )
+    return staged
+
+
+def serve(
+    settings: Settings, wh: Warehouse, snapshots: dict[str, Snapshot], full_refresh: bool = False
+) -> None:
+    """Run the warehouse's publish models (and their tests) on its dbt target.
+
+    ``full_refresh`` rebuilds the Snowflake mirrors from the snapshot (the repair after a
+    reconciliation failure); Redshift histories refuse it (``full_refresh: false``).
+    """
+    batches = {table: s.batch_id for table, s in snapshots.items()}
+    models = " ".join(wh.model_name(table) for table in snapshots)
+    timeout_s = settings.publish.dbt_timeout_s
+    try:
+        result = dbt(
+            settings,
+            "build",
+            "--target", wh.dbt_target,
+            "--select", models,
+            "--vars", json.dumps({"publish_batches": batches}),
+            # The lake build's artefacts (manifest, run results) in target/ stay untouched.
+            "--target-path", str(Path("target") / f"publish_{wh.name}"),
+            *(["--full-refresh"] if full_refresh else []),
+            check=False,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise PublishError(
+            f"{wh.name}: dbt build of the publish models ran over {timeout_s}s and was killed "
+            "(publish.dbt_timeout_s in lakehouse.yml)"
+        ) from None
+    if result.returncode != 0:
+        raise PublishError(
+            f"{wh.name}: dbt build of the publish models failed (exit {result.returncode}); "
+            "its output is above"
+        )
+
+
+def reconcile(settings: Settings, wh: Warehouse, snapshot: Snapshot) -> Fingerprint:
+    """Fail unless the warehouse holds exactly the snapshot's rows (count and checksum)."""
+    columns = settings.publish.tables[snapshot.table].checksum_columns
+    expected = snapshot_fingerprint(snapshot, columns)
+    actual = fingerprint(wh.published_rows(snapshot.table, columns, snapshot.batch_id))
+    if actual != expected:
+        raise PublishError(
+            f"{wh.name}: {wh.served_table(snapshot.table)} does not reconcile with lake "
+            f"gold.{snapshot.table} {snapshot.batch_id}: warehouse {actual.rows} rows, checksum "
+            f"{actual.checksum}; lake {expected.rows} rows, checksum {expected.checksum} "
+            f"(checksum over {', '.join(columns)})"
+        )
+    return actual
+
+
+def publish(
+    settings: Settings,
+    warehouses: Sequence[str] | None = None,
+    tables: Sequence[str] | None = None,
+    report=print,
+    full_refresh: bool = False,
+) -> list[PublishResult]:
+    """Publish ``tables`` (default: all configured) to ``warehouses`` (default: all)."""
+    names = list(tables or settings.publish.tables)
+    unknown = sorted(set(names) - set(settings.publish.tables))
+    if unknown:
+        raise PublishError(
+            f"not configured for publishing (lakehouse.yml publish.tables): {unknown}"
+        )
+    started = time.perf_counter()
+    snapshots = {table: read_snapshot(settings, table) for table in names}
+    read_s = time.perf_counter() - started
+    for s in snapshots.values():
+        report(f"lake gold.{s.table}: {s.data.num_rows:,} rows, batch {s.batch_id}")
+    results = []
+    for name in warehouses or settings.publish.warehouses:
+        wh = warehouse(name, settings)
+        result = PublishResult(name, {"read": read_s})
+        results.append(result)
+        with wh.session():
+            t0 = time.perf_counter()
+            batch_rows = settings.publish.insert_batch_rows
+            for s in snapshots.values():
+                result.tables[s.table] = {"staged": stage(wh, s, batch_rows)}
+            result.seconds["stage"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            serve(settings, wh, snapshots, full_refresh)
+            result.seconds["serve"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for s in snapshots.values():
+                fp = reconcile(settings, wh, s)
+                result.tables[s.table].update(rows=fp.rows, checksum=fp.checksum, batch=s.batch_id)
+            result.seconds["reconcile"] = time.perf_counter() - t0
+        for table, info in result.tables.items():
+            report(f"{name}: {wh.served_table(table)} reconciled: {info['rows']:,} rows of "
+                   f"{info['batch']}, checksum {info['checksum'][:12]}")  # fmt: skip
+        report(f"{name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+    return results
