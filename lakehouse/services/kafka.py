@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -31,7 +31,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakehouse.config import REPO_ROOT
-from lakehouse.processes import pid_alive, reap, stop_group
+from lakehouse.processes import (
+    ExitedAtStartup,
+    cmdline_has,
+    ensure_running,
+    live_pid,
+    spawn_detached,
+    stop_by_pid_file,
+    wait_ready,
+)
 
 JAR_DIR: Path = REPO_ROOT / ".cache" / "kafka-jars"
 
@@ -184,28 +192,16 @@ def _format_storage(home: Path, log: Path) -> None:
         raise KafkaError(f"formatting Kafka storage failed (code {result.returncode}); see {log}")
 
 
-def _is_our_broker(pid: int, home: Path) -> bool:
-    """Guard against a recycled pid: the process must be a broker run with our properties file.
-
-    Where there is no /proc (not Linux) we trust the pid file, as the engine does.
-    """
-    if not Path("/proc/self").exists():
-        return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    return BROKER_CLASS.encode() in cmdline and str(_properties_file(home)).encode() in cmdline
+def _is_our_broker(home: Path) -> Callable[[int], bool]:
+    """A broker run with our properties file (guards against a recycled pid)."""
+    return lambda pid: (
+        cmdline_has(pid, BROKER_CLASS) and cmdline_has(pid, str(_properties_file(home)))
+    )
 
 
 def _running_pid(home: Path, port: int) -> int | None:
     """Our broker's pid if its pid file names a live broker process, else None."""
-    try:
-        pid = int(_pid_file(home, port).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    reap(pid)  # a broker that died as our child is a zombie: alive to kill(0), empty cmdline
-    return pid if pid_alive(pid) and _is_our_broker(pid, home) else None
+    return live_pid(_pid_file(home, port), _is_our_broker(home))
 
 
 def port_open(port: int, host: str = HOST) -> bool:
@@ -246,56 +242,38 @@ def start(home: Path, port: int = 9092, controller_port: int = 9093, timeout_s: 
     _log4j_file(home).write_text(_log4j_config(log))
     _format_storage(home, log)
 
-    with log.open("ab") as out:  # stdout/stderr too: JVM errors happen before Log4j is up
-        proc = subprocess.Popen(
-            _java_command(home, BROKER_CLASS, str(_properties_file(home))),
-            cwd=kafka_dir(home),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _pid_file(home, port).write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _pid_file(home, port).unlink(missing_ok=True)
-            raise KafkaError(f"Kafka exited with code {proc.returncode} at start-up; see {log}")
-        if is_up(port):
+    # stdout/stderr go to the log too: JVM errors happen before Log4j is up.
+    cmd = _java_command(home, BROKER_CLASS, str(_properties_file(home)))
+    proc = spawn_detached(cmd, log, _pid_file(home, port), cwd=kafka_dir(home))
+    try:
+        if wait_ready(proc, lambda: is_up(port), timeout_s, poll_s=0.5):
             return proc.pid
-        time.sleep(0.5)
+    except ExitedAtStartup as exc:
+        _pid_file(home, port).unlink(missing_ok=True)
+        raise KafkaError(f"Kafka {exc} at start-up; see {log}") from None
     stop(home, port)
     raise KafkaError(f"Kafka did not answer on {HOST}:{port} within {timeout_s}s; see {log}")
 
 
 def stop(home: Path, port: int = 9092, timeout_s: float = 30) -> bool:
     """Stop our broker and its process group; return False if none was running."""
-    pid = _running_pid(home, port)
-    pid_file = _pid_file(home, port)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
     # SIGTERM runs Kafka's shutdown hook: it closes the logs cleanly, so the next start does
     # not have to recover segments.
-    stop_group(pid, timeout_s)
-    pid_file.unlink(missing_ok=True)
-    return True
+    return stop_by_pid_file(_pid_file(home, port), _is_our_broker(home), timeout_s)
 
 
-@contextlib.contextmanager
-def running(home: Path, port: int = 9092, controller_port: int = 9093) -> Iterator[bool]:
+def running(
+    home: Path, port: int = 9092, controller_port: int = 9093
+) -> contextlib.AbstractContextManager[bool]:
     """Use the broker if one is up; otherwise start it and stop it afterwards (no stray process).
 
-    Yields True when this call started the broker.
+    A context manager yielding True when this call started the broker.
     """
-    if is_up(port):
-        yield False
-        return
-    start(home, port, controller_port)
-    try:
-        yield True
-    finally:
-        stop(home, port)
+    return ensure_running(
+        lambda: is_up(port),
+        lambda: start(home, port, controller_port),
+        lambda: stop(home, port),
+    )
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:

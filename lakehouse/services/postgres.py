@@ -36,7 +36,6 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,6 +43,8 @@ from urllib.parse import quote
 import psutil
 import psycopg2
 from psycopg2 import sql
+
+from lakehouse.processes import ensure_running
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5433
@@ -224,20 +225,12 @@ def stop(home: Path, port: int = DEFAULT_PORT, timeout_s: float = 60) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def running(home: Path, port: int = DEFAULT_PORT) -> Iterator[bool]:
+def running(home: Path, port: int = DEFAULT_PORT) -> contextlib.AbstractContextManager[bool]:
     """Use the server if it is up; otherwise start it and stop it afterwards (no stray process).
 
-    Yields True when this call started the server.
+    A context manager yielding True when this call started the server.
     """
-    if is_up(port):
-        yield False
-        return
-    start(home, port)
-    try:
-        yield True
-    finally:
-        stop(home, port)
+    return ensure_running(lambda: is_up(port), lambda: start(home, port), lambda: stop(home, port))
 
 
 # --- running as root -------------------------------------------------------------------------

@@ -20,14 +20,18 @@ import argparse
 import contextlib
 import os
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lakehouse.processes import pid_alive, reap, stop_group
+from lakehouse.processes import (
+    ExitedAtStartup,
+    cmdline_has,
+    ensure_running,
+    spawn_detached,
+    stop_by_pid_file,
+    wait_ready,
+)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8085
@@ -93,22 +97,7 @@ def is_up(port: int = DEFAULT_PORT) -> bool:
 
 
 def _is_ours(pid: int) -> bool:
-    if not Path("/proc/self").exists():
-        return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    return MODULE.encode() in cmdline
-
-
-def _running_pid(home: Path, port: int) -> int | None:
-    try:
-        pid = int(_pid_file(home, port).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    reap(pid)
-    return pid if pid_alive(pid) and _is_ours(pid) else None
+    return cmdline_has(pid, MODULE)
 
 
 def start(home: Path, port: int = DEFAULT_PORT, timeout_s: float = 60) -> int:
@@ -119,49 +108,28 @@ def start(home: Path, port: int = DEFAULT_PORT, timeout_s: float = 60) -> int:
         folder.mkdir(parents=True, exist_ok=True)
     log = log_file(home, port)
     cmd = [sys.executable, "-m", MODULE, "--port", str(port), "--db-path", str(data_dir(home))]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _pid_file(home, port).write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _pid_file(home, port).unlink(missing_ok=True)
-            raise SnowflakeError(f"fakesnow exited with code {proc.returncode}; see {log}")
-        if is_up(port):
+    proc = spawn_detached(cmd, log, _pid_file(home, port))
+    try:
+        if wait_ready(proc, lambda: is_up(port), timeout_s, poll_s=0.3):
             return proc.pid
-        time.sleep(0.3)
+    except ExitedAtStartup as exc:
+        _pid_file(home, port).unlink(missing_ok=True)
+        raise SnowflakeError(f"fakesnow {exc}; see {log}") from None
     stop(home, port)
     raise SnowflakeError(f"fakesnow did not answer on {HOST}:{port} within {timeout_s}s; see {log}")
 
 
 def stop(home: Path, port: int = DEFAULT_PORT, timeout_s: float = 20) -> bool:
     """Stop our emulator; return False if none was running. DuckDB files are closed on exit."""
-    pid = _running_pid(home, port)
-    if pid is None:
-        _pid_file(home, port).unlink(missing_ok=True)
-        return False
-    stop_group(pid, timeout_s)
-    _pid_file(home, port).unlink(missing_ok=True)
-    return True
+    return stop_by_pid_file(_pid_file(home, port), _is_ours, timeout_s)
 
 
-@contextlib.contextmanager
-def running(home: Path, port: int = DEFAULT_PORT) -> Iterator[bool]:
-    """Use the emulator if it is up; otherwise start it and stop it afterwards."""
-    if is_up(port):
-        yield False
-        return
-    start(home, port)
-    try:
-        yield True
-    finally:
-        stop(home, port)
+def running(home: Path, port: int = DEFAULT_PORT) -> contextlib.AbstractContextManager[bool]:
+    """Use the emulator if it is up; otherwise start it and stop it afterwards.
+
+    A context manager yielding True when this call started the emulator.
+    """
+    return ensure_running(lambda: is_up(port), lambda: start(home, port), lambda: stop(home, port))
 
 
 def serve(port: int, db_path: Path) -> None:
