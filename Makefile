@@ -9,23 +9,23 @@ UV_VERSION := 0.13.8
 TOOLS      := .cache/tools
 UV         := $(TOOLS)/bin/uv
 VENV       := .venv
+AIRFLOW_VENV := .venv-airflow
 PY         := $(VENV)/bin/python
 JAR_DIR    := .cache/jars
 KAFKA_JARS := .cache/kafka-jars
 DBT_DEPS   := dbt_project/dbt_packages/.installed
-SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(DBT_DEPS)
-
-
-
+SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(DBT_DEPS) \
+              $(AIRFLOW_VENV)/.installed
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test up down status ingest dbt-build publish report lint format clean clean-data
+.PHONY: help setup run test up down status ingest dbt-build publish report airflow lint format \
+        clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(SETUP) ## install the Python environment, fetch the Delta and Kafka jars (once)
+setup: $(SETUP) ## install the Python environments, fetch the Delta and Kafka jars (once)
 
 $(UV):
 	@command -v java >/dev/null || { echo "Java 17+ is required (JAVA_HOME or java on PATH)"; exit 1; }
@@ -34,6 +34,12 @@ $(UV):
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+# Airflow + Cosmos get an environment of their own (orchestration/pyproject.toml and uv.lock).
+$(AIRFLOW_VENV)/.installed: orchestration/pyproject.toml orchestration/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(AIRFLOW_VENV) $(UV) sync --frozen --project orchestration \
+		--python $(PYTHON)
 	@touch $@
 
 $(JAR_DIR)/.complete: engine/pom.xml $(VENV)/.installed
@@ -57,7 +63,14 @@ $(DBT_DEPS): dbt_project/packages.yml $(VENV)/.installed
 run: $(SETUP) ## run the whole pipeline on the local engine: ingest, dbt build, publish, report
 	$(PY) -m lakehouse run
 
-test: $(SETUP) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
+# Debian's Chromium for the UI screenshot tests (Playwright drives it; it downloads no browser).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] || { \
+		echo "the UI tests need Chromium at $(CHROMIUM): install Debian's chromium package"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
@@ -65,7 +78,7 @@ test: $(SETUP) ## lint, then the whole test suite (pytest, which runs dbt build 
 up: $(SETUP) ## start the local Spark Thrift Server, source systems and warehouse stand-ins
 	$(PY) -m lakehouse up
 
-down: ## stop everything `make up` started
+down: ## stop everything `make up` and `make airflow` started
 	@if [ -x $(PY) ]; then $(PY) -m lakehouse down; fi
 
 status: $(SETUP) ## is the engine up, and where does data live
@@ -83,6 +96,10 @@ publish: $(SETUP) ## publish gold to Snowflake and Redshift (WAREHOUSE=snowflake
 report: $(SETUP) ## row count of every table in the lake (engine must be up)
 	$(PY) -m lakehouse report
 
+airflow: $(SETUP) ## start the local stack and Airflow (UI on http://127.0.0.1:8080); make down stops it
+	$(PY) -m lakehouse up
+	$(PY) -m lakehouse airflow up
+
 lint: $(SETUP) ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -95,4 +112,4 @@ clean-data: down ## delete the local lake, warehouse and metastore
 	rm -rf .lakehouse .lakehouse-test dbt_project/target dbt_project/logs
 
 clean: clean-data ## also delete the environments and jar cache
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) .cache

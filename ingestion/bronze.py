@@ -94,6 +94,16 @@ def _version(path: Path) -> int | None:
         return None
 
 
+def commit_rows(commit: dict[str, Any]) -> int:
+    """Rows one Delta commit wrote: added by a WRITE, inserted or updated by a MERGE."""
+    metrics = commit.get("operationMetrics") or {}
+    if commit.get("operation") == "MERGE":
+        return int(metrics.get("num_target_rows_inserted", 0)) + int(
+            metrics.get("num_target_rows_updated", 0)
+        )
+    return int(metrics.get("num_added_rows", 0))
+
+
 def _delta_metrics(path: Path, since: int | None) -> TableLoad:
     """Sum Delta's operation metrics over the versions committed after ``since``."""
     load = TableLoad()

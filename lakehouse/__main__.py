@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 
 from ingestion.runner import SOURCES, Replay
-from lakehouse import engine, pipeline, systems
-from lakehouse.config import ConfigError, load_settings
+from lakehouse import engine, pipeline, systems, watchdog
+from lakehouse.config import ConfigError, Settings, load_settings
 from lakehouse.jars import engine_jars
 from lakehouse.publish import PublishError
+from lakehouse.services import airflow
 from lakehouse.warehouses import WAREHOUSES
 
 
@@ -58,6 +60,20 @@ def main(argv: list[str] | None = None) -> int:
                          "after a failed reconciliation); Redshift histories are never "
                          "rebuilt")  # fmt: skip
     commands.add_parser("report", help="row count of every bronze, silver and gold table")
+    watch = commands.add_parser(
+        "watchdog", help="judge bronze volume or quarantine growth; exit 1 on a breach"
+    )
+    watch.add_argument("check", choices=["volume", "quarantine"])
+    watch.add_argument("--volume-tolerance", type=float,
+                       help="override orchestration.watchdog.volume_tolerance")  # fmt: skip
+    watch.add_argument("--quarantine-max-share", type=float,
+                       help="override orchestration.watchdog.quarantine_max_share")  # fmt: skip
+    airflow_cmd = commands.add_parser("airflow", help="the local Airflow (orchestration/)")
+    airflow_cmd.add_argument("action", choices=["up", "down", "status", "trigger"])
+    airflow_cmd.add_argument("dag_id", nargs="?", help="trigger: the DAG to run")
+    airflow_cmd.add_argument("--conf", type=json.loads, default={},
+                             help="trigger: the run's conf as JSON")  # fmt: skip
+    airflow_cmd.add_argument("--wait", action="store_true", help="trigger: wait for the end")
     commands.add_parser("env", help="print shell exports for running dbt by hand")
     args = parser.parse_args(argv)
 
@@ -78,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 pipeline.say(f"engine up on {settings.engine.host}:{settings.engine.port} "
                              f"(pid {pid}, log {engine.log_file(settings)})")  # fmt: skip
         case "down":
+            for line in airflow.stop(settings):
+                pipeline.say(line)
             stopped = engine.stop(settings)
             pipeline.say("engine stopped" if stopped else "engine was not running")
             for line in systems.stop_local(settings):
@@ -110,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         case "report":
             pipeline.report(settings)
+        case "watchdog":
+            return _watchdog(settings, args)
+        case "airflow":
+            return _airflow(settings, args)
         case "env":
             classpath = ":".join(str(j) for j in engine_jars())
             print(f"export LAKEHOUSE_HOME={settings.home}")
@@ -117,6 +139,60 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export LAKEHOUSE_THRIFT_PORT={settings.engine.port}")
             print(f"export LAKEHOUSE_SPARK_CLASSPATH={classpath}")
     return 0
+
+
+def _watchdog(settings: Settings, args: argparse.Namespace) -> int:
+    """Print every finding; exit 1 (naming the breaches on stderr) if any breached."""
+    overrides = {
+        "volume_tolerance": args.volume_tolerance,
+        "quarantine_max_share": args.quarantine_max_share,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    conf = settings.orchestration.watchdog.model_copy(update=overrides)
+    check = watchdog.volume if args.check == "volume" else watchdog.quarantine_growth
+    findings = check(settings, conf)
+    for finding in findings:
+        verdict = "BREACH" if finding.breach else "ok"
+        pipeline.say(f"{verdict:6} {finding.subject}: {finding.message}")
+    breaches = [f for f in findings if f.breach]
+    if breaches:
+        print(f"{args.check} breached: " + "; ".join(f"{f.subject}: {f.message}" for f in breaches),
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _airflow(settings: Settings, args: argparse.Namespace) -> int:
+    """Start, stop, describe the local Airflow, or trigger a DAG run through its REST API."""
+    action = args.action
+    try:
+        if action == "trigger":
+            if not args.dag_id:
+                print("airflow trigger: name the DAG", file=sys.stderr)
+                return 2
+            client = airflow.Client(settings)
+            run_id = client.trigger(args.dag_id, args.conf)
+            pipeline.say(f"{args.dag_id}: queued {run_id} (UI: {airflow.url(settings)})")
+            if not args.wait:
+                return 0
+            state = client.wait(args.dag_id, run_id)["state"]
+            pipeline.say(f"{args.dag_id}: {run_id} {state}")
+            return 0 if state == "success" else 1
+        if action == "up":
+            lines = airflow.start(settings)
+        elif action == "down":
+            lines = airflow.stop(settings) or ["Airflow was not running"]
+        else:
+            up = airflow.is_up(settings)
+            running = airflow.running_components(settings)
+            lines = [f"Airflow {'up' if up else 'down'} on {airflow.url(settings)}; "
+                     f"running: {', '.join(running) or 'nothing'}"]  # fmt: skip
+    except airflow.AirflowError as exc:
+        print(f"airflow: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        pipeline.say(line)
+    return 0 if action != "status" or airflow.is_up(settings) else 1
 
 
 if __name__ == "__main__":

@@ -102,6 +102,57 @@ class PublishConfig(_Strict):
     tables: dict[str, PublishTableConfig] = Field(min_length=1)
 
 
+class RetryConfig(_Strict):
+    """Airflow task retries: ``retries`` more tries, waits growing by ``backoff_multiplier``."""
+
+    retries: int = Field(2, ge=0, le=10)
+    delay_s: int = Field(30, ge=1)
+    backoff_multiplier: float = Field(2.0, ge=1.0)
+    max_delay_s: int = Field(600, ge=1)
+
+
+class AlertConfig(_Strict):
+    """Where alerts go. ``log`` (always on) appends to ``<home>/alerts/alerts.jsonl``; ``webhook``
+    POSTs JSON to the URL in LAKEHOUSE_ALERT_WEBHOOK_URL; ``email`` mails ``email_to`` through
+    Airflow's SMTP connection (credentials in the environment, never here)."""
+
+    channels: list[Literal["log", "webhook", "email"]] = ["log"]
+    email_to: list[str] = []
+
+
+class WatchdogConfig(_Strict):
+    """Thresholds of the hourly dq_watchdog DAG (``lakehouse watchdog``)."""
+
+    # today's rows per bronze table may differ this much (share) from the trailing daily average
+    volume_tolerance: float = Field(0.5, gt=0)
+    trailing_days: int = Field(7, ge=1)
+    # fewer days of history than this: volume is reported, not judged
+    min_history_days: int = Field(3, ge=1)
+    # rows quarantined in the last `quarantine_window_h` hours, as a share of the rows loaded
+    quarantine_max_share: float = Field(0.10, ge=0, le=1)
+    quarantine_window_h: int = Field(1, ge=1)
+
+
+class SchedulesConfig(_Strict):
+    """Cron expressions or presets; null = triggered only (build_analytics runs on assets)."""
+
+    ingest_sources: str | None = "0 2 * * *"
+    dq_watchdog: str | None = "@hourly"
+
+
+class OrchestrationConfig(_Strict):
+    """The local Airflow (``make airflow``) and the promises its DAGs make."""
+
+    api_port: int = Field(8080, ge=1, le=65535)
+    schedules: SchedulesConfig = SchedulesConfig()
+    parallelism: int = Field(4, ge=1)
+    ingest_deadline_s: int = Field(1800, ge=1)
+    build_deadline_s: int = Field(3600, ge=1)
+    retry: RetryConfig = RetryConfig()
+    alerts: AlertConfig = AlertConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
+
+
 class SampleDataConfig(_Strict):
     seed: int = 42
     scale: float = Field(0.05, gt=0, le=10)
@@ -120,6 +171,7 @@ class Settings(_Strict):
     sample_data: SampleDataConfig
     sources: SourcesConfig
     publish: PublishConfig
+    orchestration: OrchestrationConfig = OrchestrationConfig()
 
     @property
     def lake_dir(self) -> Path:
@@ -175,6 +227,11 @@ def _env_overrides(raw: dict) -> dict:
         sample["dirty_share"] = dirty
     if sample:
         raw["sample_data"] = sample
+    orchestration = dict(raw.get("orchestration") or {})
+    if port := os.environ.get("LAKEHOUSE_AIRFLOW_PORT"):
+        orchestration["api_port"] = port
+    if orchestration:
+        raw["orchestration"] = orchestration
     if port := os.environ.get("LAKEHOUSE_THRIFT_PORT"):
         engine["port"] = port
     if host := os.environ.get("LAKEHOUSE_THRIFT_HOST"):

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -82,13 +82,18 @@ def live_pid(pid_file: Path, is_ours: Callable[[int], bool]) -> int | None:
 
 
 def spawn_detached(
-    cmd: Sequence[str], log: Path, pid_file: Path, cwd: Path | None = None
+    cmd: Sequence[str],
+    log: Path,
+    pid_file: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start ``cmd`` in its own session, output appended to ``log``, pid written to ``pid_file``."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
             list(cmd),
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

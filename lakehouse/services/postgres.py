@@ -378,7 +378,6 @@ def _ensure_role_and_database(port: int, password: str) -> None:
     """Idempotently: role ``lakehouse`` with ``password``; databases ``web`` (the source) and
     ``analytics`` (the warehouse) owned by it."""
     conn = _superuser_connection(port)
-    conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     try:
         with conn.cursor() as cur:
             role = sql.Identifier(ROLE)
@@ -387,17 +386,26 @@ def _ensure_role_and_database(port: int, password: str) -> None:
             cur.execute(
                 sql.SQL("{} ROLE {} LOGIN PASSWORD %s").format(sql.SQL(verb), role), (password,)
             )
-            for name in (DATABASE, WAREHOUSE_DATABASE):
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cur.fetchone() is None:
-                    cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), role)
-                    )
+        conn.commit()
     finally:
         conn.close()
+    for name in (DATABASE, WAREHOUSE_DATABASE):
+        ensure_database(port, name)
 
 
-# --- processes ---------------------------------------------------------------------------------
+def ensure_database(port: int, name: str) -> None:
+    """Create database ``name`` owned by the project's role unless it exists (idempotent)."""
+    conn = _superuser_connection(port)
+    conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(ROLE)
+                ))  # fmt: skip
+    finally:
+        conn.close()
 
 
 def _postmaster(data: Path) -> tuple[int, int] | None:

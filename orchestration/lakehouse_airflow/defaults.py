@@ -1,0 +1,53 @@
+"""Task defaults every lakehouse DAG shares: retries with exponential backoff, alert on failure."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+from airflow.sdk.exceptions import AirflowException
+
+from lakehouse_airflow.alerts import deadline_missed, task_failed
+from lakehouse_airflow.settings import DagSettings
+
+
+def default_args(cfg: DagSettings) -> dict[str, Any]:
+    retry = cfg.retry
+    return {
+        "owner": "data-platform",
+        "retries": retry["retries"],
+        "retry_delay": timedelta(seconds=retry["delay_s"]),
+        # Airflow 3: a float multiplier, the wait grows delay, delay*m, delay*m^2 ...
+        "retry_exponential_backoff": retry["backoff_multiplier"],
+        "max_retry_delay": timedelta(seconds=retry["max_delay_s"]),
+        "on_failure_callback": task_failed,
+    }
+
+
+def deadline(within: timedelta, promise: str) -> DeadlineAlert:
+    """Airflow 3's replacement for SLAs: alert when a run is not done ``within`` of queueing."""
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=within,
+        callback=AsyncCallback(deadline_missed, kwargs={"promise": promise}),
+    )
+
+
+def run_cli(argv: Sequence[str], log: Any) -> str:
+    """Run a platform command (in its own environment), stream its output to the task log and
+    fail the task with the command's last words, so the alert says what went wrong."""
+    lines: list[str] = []
+    with subprocess.Popen(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.info(line.rstrip())
+            lines.append(line.rstrip())
+    if proc.returncode != 0:
+        tail = " | ".join(lines[-5:])
+        raise AirflowException(f"`{' '.join(map(str, argv[1:]))}` exited {proc.returncode}: {tail}")
+    return "\n".join(lines)
