@@ -24,12 +24,19 @@ TEST_ENV = {
     "LAKEHOUSE_SNOWFLAKE_PORT": "18085",
     "LAKEHOUSE_KAFKA_PORT": "19092",
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": "19093",
+    "LAKEHOUSE_AIRFLOW_PORT": "18080",
     "LAKEHOUSE_SCALE": "0.01",
     # small but dirty: every kind of bad record the generator makes shows up at least once
     "LAKEHOUSE_DIRTY_SHARE": "0.1",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Airflow's tests last: they rebuild gold and publish again, which the earlier tests'
+    expectations (first publish, generation 2) must not see."""
+    items.sort(key=lambda item: item.get_closest_marker("airflow") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,298 @@
+"""The DAGs under a real Airflow 3 (scheduler, DAG processor, triggerer, API server, LocalExecutor
+on PostgreSQL), driven through its REST API like any external caller, against the suite's stack.
+
+The Airflow here differs from `make airflow` only where a test needs it: no schedules (runs are
+triggered), retries 3 s apart growing x3, a build_analytics deadline of 20 s (shorter than any
+build, so its alert must fire) and a webhook alert channel pointed at a receiver in this test.
+These tests run last (conftest): they rebuild gold and publish again, and the forced failure
+leaves gold.fx_rates_daily empty behind it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ingestion.runner import SOURCES
+from lakehouse import pipeline
+from lakehouse.config import AlertConfig, RetryConfig, SchedulesConfig, Settings
+from lakehouse.services import airflow
+
+pytestmark = pytest.mark.airflow
+
+BUILD_DEADLINE_S = 20
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless as root, on a machine with no internet: no sandbox, no background phoning home.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    client: airflow.Client
+    webhook: list[dict] = field(default_factory=list)
+    measured: dict[str, float] = field(default_factory=dict)
+
+    def alerts(self) -> list[dict]:
+        path = self.settings.home / "alerts" / "alerts.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def task_ids(self, dag_id: str) -> set[str]:
+        return {t["task_id"] for t in self.client.get(f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
+
+    def states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {t["task_id"]: t["state"] for t in self.client.task_instances(dag_id, run_id)}
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _seconds(start: str, end: str) -> float:
+    return (_at(end) - _at(start)).total_seconds()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    spark: Settings, dbt_built, warehouses, monkeypatch_module: pytest.MonkeyPatch
+) -> Iterator[Stack]:
+    received: list[dict] = []
+    handler = type("Receiver", (_Receiver,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch_module.setenv(
+        "LAKEHOUSE_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/alerts"
+    )
+    orchestration = spark.orchestration.model_copy(
+        update={
+            "schedules": SchedulesConfig(ingest_sources=None, dq_watchdog=None),
+            "build_deadline_s": BUILD_DEADLINE_S,
+            "retry": RetryConfig(retries=2, delay_s=3, backoff_multiplier=3.0, max_delay_s=60),
+            "alerts": AlertConfig(channels=["log", "webhook"]),
+        }
+    )
+    settings = spark.model_copy(update={"orchestration": orchestration})
+    airflow.stop(settings)  # a component left over by an interrupted session
+    started = time.monotonic()
+    try:
+        for line in airflow.start(settings):
+            print(line)
+        stack = Stack(settings, airflow.Client(settings), received)
+        stack.measured["airflow_start_s"] = time.monotonic() - started
+        yield stack
+    finally:
+        airflow.stop(settings)
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_dag_files_import_and_render_every_model(stack: Stack) -> None:
+    assert stack.client.get("/api/v2/importErrors")["import_errors"] == []
+    dags = {d["dag_id"] for d in stack.client.get("/api/v2/dags")["dags"]}
+    assert dags == {"ingest_sources", "build_analytics", "dq_watchdog"}
+
+    assert stack.task_ids("ingest_sources") == {f"load_{source}" for source in SOURCES}
+
+    manifest = json.loads(airflow.manifest_path().read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    build_tasks = stack.task_ids("build_analytics")
+    expected = {f"dbt.{m}.{kind}" for m in models for kind in ("run", "test")}
+    assert expected <= build_tasks, sorted(expected - build_tasks)
+    assert {"dbt.dbt_producer_watcher", "publish_snowflake", "publish_redshift"} <= build_tasks
+
+    # build_analytics is scheduled on an asset per bronze table ingest_sources writes
+    assets = stack.client.get("/api/v2/assets?limit=200")["assets"]
+    scheduled = {a["name"] for a in assets if any(
+        d["dag_id"] == "build_analytics" for d in a.get("scheduled_dags", [])
+    )}  # fmt: skip
+    assert "bronze_snowflake.customers" in scheduled
+    assert "bronze_kafka.events" in scheduled
+    assert not any(name.endswith(".quarantine") for name in scheduled)
+
+
+def _ingest_then_build(stack: Stack) -> tuple[str, str]:
+    """Trigger ingest_sources; wait for it and for the build_analytics run its asset events
+    schedule; both must succeed task by task. Returns both run ids."""
+    client = stack.client
+    before = {r["dag_run_id"] for r in client.runs("build_analytics")}
+    ingest_run = client.trigger("ingest_sources")
+    run = client.wait("ingest_sources", ingest_run, timeout_s=900)
+    assert run["state"] == "success", stack.states("ingest_sources", ingest_run)
+    assert set(stack.states("ingest_sources", ingest_run).values()) == {"success"}
+    stack.measured["ingest_sources_s"] = _seconds(run["queued_at"], run["end_date"])
+
+    deadline = time.monotonic() + 120
+    new: list[dict] = []
+    while not new and time.monotonic() < deadline:
+        new = [r for r in client.runs("build_analytics") if r["dag_run_id"] not in before]
+        time.sleep(2)
+    assert new and new[0]["run_type"] == "asset_triggered", new
+    build_id = new[0]["dag_run_id"]
+    build = client.wait("build_analytics", build_id, timeout_s=1800)
+    tis = client.task_instances("build_analytics", build_id)
+    assert build["state"] == "success", {t["task_id"]: t["state"] for t in tis}
+    assert {t["state"] for t in tis} == {"success"}
+    dbt_tis = [t for t in tis if t["task_id"].startswith("dbt.")]
+    stack.measured["build_analytics_run_s"] = _seconds(build["queued_at"], build["end_date"])
+    first = min((t["start_date"] for t in dbt_tis), key=_at)
+    last = max((t["end_date"] for t in dbt_tis), key=_at)
+    stack.measured["cosmos_dbt_s"] = _seconds(first, last)
+    return ingest_run, build_id
+
+
+def test_ingest_triggers_the_build_through_assets(stack: Stack) -> None:
+    """A manual ingest_sources run loads all five sources; its asset events schedule
+    build_analytics, which rebuilds silver and gold with Cosmos and publishes."""
+    ingest_run, build_id = _ingest_then_build(stack)
+
+    events = stack.client.get("/api/v2/assets/events?source_dag_id=ingest_sources&limit=500")
+    touched = {e["name"] for e in events["asset_events"] if e["source_run_id"] == ingest_run}
+    assert {"bronze_snowflake.orders", "bronze_crm.contacts", "bronze_redshift.sessions",
+            "bronze_fx.rates", "bronze_kafka.events"} <= touched  # fmt: skip
+
+    # the deadline (20 s here) was missed, and said so once, in the log and by webhook
+    waited = time.monotonic() + 60
+    missed: list[dict] = []
+    while not missed and time.monotonic() < waited:
+        missed = [a for a in stack.alerts()
+                  if a["kind"] == "deadline_missed" and a["run_id"] == build_id]  # fmt: skip
+        time.sleep(1)
+    assert len(missed) == 1, stack.alerts()
+    assert missed[0]["promise"] == f"build_analytics within 0:00:{BUILD_DEADLINE_S}"
+    assert any(a["kind"] == "deadline_missed" and a["run_id"] == build_id for a in stack.webhook)
+    # ingest_sources kept its 30-minute promise
+    assert not [a for a in stack.alerts() if a.get("run_id") == ingest_run]
+
+
+def test_the_cosmos_build_costs_at_most_1_3x_the_cli_build(stack: Stack) -> None:
+    """Side by side on the same warm engine, each after the same ingest (so incremental models
+    see as much new data): `lakehouse ingest` + `dbt build` from the CLI, then ingest_sources +
+    the build_analytics run it triggers. The dbt part (first to last Cosmos task) is compared."""
+    pipeline.ingest(stack.settings)
+    started = time.monotonic()
+    pipeline.dbt(stack.settings, "build")
+    cli_s = time.monotonic() - started
+    _ingest_then_build(stack)
+    stack.measured["cli_dbt_build_s"] = cli_s
+    print(f"measured: {stack.measured}")
+    (stack.settings.home / "airflow-measured.json").write_text(json.dumps(stack.measured))
+    assert stack.measured["cosmos_dbt_s"] <= 1.3 * cli_s, stack.measured
+
+
+def test_unit_tests_run_inside_the_cosmos_build(stack: Stack) -> None:
+    run = next(r for r in stack.client.runs("build_analytics") if r["state"] == "success")
+    log = stack.client.get(
+        f"/api/v2/dags/build_analytics/dagRuns/{run['dag_run_id']}/taskInstances/"
+        "dbt.dbt_producer_watcher/logs/1?full_content=true"
+    )
+    text = json.dumps(log)
+    manifest = json.loads(airflow.manifest_path().read_text())
+    unit_tests = {u["name"] for u in manifest["unit_tests"].values()}
+    assert unit_tests
+    for name in unit_tests:
+        assert f"PASS {name}" in text or f"::{name}" in text, name
+
+
+def test_a_failing_model_retries_with_backoff_then_alerts(stack: Stack) -> None:
+    """An unknown reporting currency (a bad run parameter) leaves fx_rates_daily without a row,
+    which its row-count contract rejects: the model's test task fails, retries twice (each retry
+    re-runs just that model's tests) with growing waits, then the alert names it. Publishing
+    never starts."""
+    run_id = stack.client.trigger("build_analytics", {"dbt_vars": {"reporting_currency": "XXX"}})
+    assert stack.client.wait("build_analytics", run_id, timeout_s=900)["state"] == "failed"
+    tis = stack.client.task_instances("build_analytics", run_id)
+    states = {t["task_id"]: t["state"] for t in tis}
+    assert states["dbt.fx_rates_daily.run"] == "success"  # the model built, empty
+    assert states["dbt.fx_rates_daily.test"] == "failed", states
+    assert states["publish_snowflake"] == states["publish_redshift"] == "upstream_failed"
+    failed = [t for t in tis if t["state"] == "failed"]
+
+    culprit = next(t for t in failed if t["task_id"] == "dbt.fx_rates_daily.test")
+    assert culprit["try_number"] == 3, culprit
+    tries = stack.client.get(
+        f"/api/v2/dags/build_analytics/dagRuns/{run_id}/taskInstances/{culprit['task_id']}/tries"
+    )["task_instances"]
+    tries.sort(key=lambda t: t["try_number"])
+    waits = [(_at(b["start_date"]) - _at(a["end_date"])).total_seconds()
+             for a, b in itertools.pairwise(tries)]  # fmt: skip
+    assert len(waits) == 2
+    assert waits[0] >= 3 and waits[1] >= 9 and waits[1] > waits[0], waits
+
+    alerts = [a for a in stack.alerts() if a["kind"] == "task_failed" and a["run_id"] == run_id]
+    assert {a["task_id"] for a in alerts} == {t["task_id"] for t in failed}
+    assert all(a["try_number"] == 3 for a in alerts)
+    hooked = [a for a in stack.webhook if a["kind"] == "task_failed" and a["run_id"] == run_id]
+    assert len(hooked) == len(alerts)
+
+
+def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> None:
+    client = stack.client
+    ok = client.trigger("dq_watchdog", {"quarantine_max_share": 0.5})
+    assert client.wait("dq_watchdog", ok, timeout_s=600)["state"] == "success"
+    assert stack.states("dq_watchdog", ok) == {
+        "source_freshness": "success", "volume": "success", "quarantine_growth": "success"
+    }  # fmt: skip
+
+    # the suite's sample data is dirty on purpose: Kafka quarantined rows in the last hour
+    breach = client.trigger("dq_watchdog", {"quarantine_max_share": 0.0})
+    assert client.wait("dq_watchdog", breach, timeout_s=600)["state"] == "failed"
+    states = stack.states("dq_watchdog", breach)
+    assert states["quarantine_growth"] == "failed"
+    assert states["volume"] == states["source_freshness"] == "success"
+    alert = next(a for a in stack.alerts() if a["run_id"] == breach)
+    assert alert["task_id"] == "quarantine_growth"
+    assert alert["try_number"] == 1  # a breach is not retried
+    assert "bronze_kafka.quarantine" in alert["error"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test`")
+def test_the_ui_lists_the_three_dags_in_headless_chromium(stack: Stack, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    password = json.loads(airflow.password_file(stack.settings).read_text())[airflow.USER]
+    shot = stack.settings.home / "screenshots" / "airflow-dags.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_FLAGS,
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{airflow.url(stack.settings)}/dags")
+        page.get_by_label("Username").fill(airflow.USER)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        for dag_id in ("ingest_sources", "build_analytics", "dq_watchdog"):
+            page.get_by_text(dag_id, exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000
