@@ -211,7 +211,7 @@ def compile_manifest(settings: Settings) -> Path:
 
 
 def is_up(settings: Settings, timeout_s: float = 2) -> bool:
-    """The API server answers and reports a healthy metadata database and scheduler."""
+    """The API server answers and reports a healthy metadata database."""
     try:
         health_url = f"{url(settings)}/api/v2/monitor/health"
         with urllib.request.urlopen(health_url, timeout=timeout_s) as answer:

@@ -408,6 +408,9 @@ def ensure_database(port: int, name: str) -> None:
         conn.close()
 
 
+# --- processes ---------------------------------------------------------------------------------
+
+
 def _postmaster(data: Path) -> tuple[int, int] | None:
     """(pid, port) of the live server of ``data``, from its postmaster.pid, else None.
 
