@@ -15,6 +15,7 @@ from lakehouse.config import REPO_ROOT, Settings
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DBT_PROFILES_DIR = REPO_ROOT / "profiles"
+PROFILE = "lakehouse"
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
@@ -47,6 +48,10 @@ def dbt(
         subprocess.run(deps, env=dbt_env(settings), check=True)
     cmd = [str(dbt_exe), *args, "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
+    if not {"--target", "-t"} & set(args):
+        # Name profile and target as Cosmos does: dbt keys its partial parse on them, and an
+        # implicit target made every Airflow build after a CLI build parse the project afresh.
+        cmd += ["--profile", PROFILE, "--target", os.environ.get("DBT_TARGET", "local")]
     return subprocess.run(
         cmd,
         env=dbt_env(settings),
