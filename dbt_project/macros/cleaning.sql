@@ -22,7 +22,7 @@
 
 {#- True when an already normalised email looks like one (var `email_regex`). -#}
 {% macro is_valid_email(column) -%}
-  coalesce({{ column }} rlike '{{ var("email_regex") }}', false)
+  coalesce(regexp_like({{ column }}, '{{ var("email_regex") }}'), false)
 {%- endmacro %}
 
 
@@ -30,7 +30,7 @@
 {% macro country_code(column) -%}
   {%- set names = var('country_names') -%}
   case
-    when upper(trim({{ column }})) rlike '^[A-Z]{2}$' then upper(trim({{ column }}))
+    when regexp_like(upper(trim({{ column }})), '^[A-Z]{2}$') then upper(trim({{ column }}))
     {%- for name, code in names.items() %}
     when lower(regexp_replace(trim({{ column }}), '[^A-Za-z ]', '')) = '{{ name }}' then '{{ code }}'
     {%- endfor %}

@@ -44,7 +44,7 @@ web as (
 ),
 
 views as (
-    select customer_id, count(*) as page_views
+    select customer_id, count(page_view_id) as page_views
     from {{ ref('stg_redshift__page_views') }}
     where customer_id is not null
     group by customer_id
@@ -57,7 +57,7 @@ newest_event as (
 events as (
     select
         events.customer_id,
-        count(*) as events,
+        count(events.event_id) as events,
         count_if(events.event_at > newest_event.newest_event_at - interval {{ window_days }} days)
             as events_recent,
         count_if(events.event_type = 'click') as clicks,
@@ -73,7 +73,7 @@ events as (
 orders as (
     select
         customer_id,
-        count(*) as orders,
+        count(order_id) as orders,
         min(ordered_at) as first_order_at,
         max(ordered_at) as last_order_at,
         sum(case when status <> 'returned' and is_valid then order_amount_reporting end)

@@ -2,7 +2,7 @@
 with lines as (
     select
         order_id,
-        count(*) as line_count,
+        count(order_line_id) as line_count,
         sum(case when invalid_reason = '' then quantity else 0 end) as units,
         sum(case when invalid_reason = '' then line_amount else 0 end) as order_amount,
         sum(case when invalid_reason = '' then 0 else 1 end) as invalid_line_count

@@ -27,9 +27,21 @@ with arrived as (
     {% endif %}
 ),
 
+-- Columns are listed, never `*`: column lineage (OpenLineage) is parsed from this SQL.
 ordered as (
     select
-        *,
+        event_id,
+        event_type,
+        customer_id,
+        event_at,
+        session_id,
+        order_id,
+        page_url,
+        amount,
+        currency_code,
+        kafka_partition,
+        kafka_offset,
+        loaded_at,
         -- an event stamped over a day before the newest one already seen on its partition
         event_at < max(event_at) over (
             partition by kafka_partition order by kafka_offset

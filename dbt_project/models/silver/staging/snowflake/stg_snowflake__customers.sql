@@ -14,8 +14,18 @@ with source as (
     from {{ source('snowflake', 'customers') }}
 ),
 
+-- Columns are listed, never `*`: column lineage (OpenLineage) is parsed from this SQL.
 latest as (
-    select *
+    select
+        customer_id,
+        email,
+        first_name,
+        last_name,
+        country,
+        phone,
+        signup_date,
+        updated_at,
+        _loaded_at
     from source
     qualify row_number() over (
         partition by customer_id order by updated_at desc nulls last, email nulls last

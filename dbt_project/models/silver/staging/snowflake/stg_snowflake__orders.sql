@@ -17,7 +17,7 @@ select
     _loaded_at as loaded_at,
     {{ reasons([
         ("customer_id is null", "missing customer"),
-        ("currency is null or not upper(trim(currency)) rlike '^[A-Z]{3}$'", "missing or malformed currency"),
+        ("currency is null or not regexp_like(upper(trim(currency)), '^[A-Z]{3}$')", "missing or malformed currency"),
         ("order_ts is null", "missing order time"),
     ]) }} as invalid_reason
 from {{ source('snowflake', 'orders') }}
