@@ -29,10 +29,14 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 ARROW_TYPES = {"text": pa.string(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
+def pipeline_name(source_name: str) -> str:
+    return f"bronze_{source_name}"
+
+
 def pipeline(settings: Settings, source_name: str) -> dlt.Pipeline:
     """A dlt pipeline writing the ``source_name`` dataset, its state kept under the lake home."""
     return dlt.pipeline(
-        pipeline_name=f"bronze_{source_name}",
+        pipeline_name=pipeline_name(source_name),
         destination=dlt.destinations.filesystem(bucket_url=settings.bronze_dir.as_uri()),
         dataset_name=source_name,
         pipelines_dir=str(settings.state_dir / "dlt"),
@@ -60,6 +64,8 @@ class LoadSummary:
     load_ids: list[str]
     tables: dict[str, TableLoad]
     guard: dict[str, Any]
+    # every data table of the dataset as dlt's schema now declares it: column -> dlt data type
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def rows_by_table(self) -> dict[str, int]:
@@ -176,4 +182,11 @@ def run(
         load_ids=list(info.loads_ids),
         tables=tables,
         guard=stats.as_dict() if stats else {},
+        columns={
+            table: {name: col.get("data_type", "") for name, col in columns.items()}
+            for table, columns in (
+                (t, pipe.default_schema.get_table_columns(t))
+                for t in pipe.default_schema.data_table_names()
+            )
+        },
     )

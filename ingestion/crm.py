@@ -18,6 +18,7 @@ from lakehouse.config import SchemaPolicy
 
 LATE_UPDATE_LAG = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ENDPOINT = "crm/v1/{table}"  # relative to the API base URL
 
 CONTACTS = TableContract(
     name="contacts",
@@ -66,7 +67,7 @@ def crm_source(
             "primary_key": key,
             "schema_contract": dlt_schema_contract(policy),
             "endpoint": {
-                "path": f"crm/v1/{contract.name}",
+                "path": ENDPOINT.format(table=contract.name),
                 "params": {"page_size": page_size},
                 "data_selector": "data",
                 "incremental": {

@@ -18,6 +18,7 @@ from lakehouse.config import SchemaPolicy
 
 # Publishers revise the most recent days; re-read them on every run (the merge makes it safe).
 REVISION_WINDOW_DAYS = 3
+ENDPOINT = "/fx/v1"  # + /<date>: the rates published on that day
 
 RATES = TableContract(
     name="rates",
@@ -49,7 +50,7 @@ def fx_source(
 
     def published(day: date, seen: set[str]) -> Iterator[dict]:
         payload = client.get(
-            f"/fx/v1/{day.isoformat()}",
+            f"{ENDPOINT}/{day.isoformat()}",
             params={"base": base_currency, "symbols": ",".join(currencies)},
         ).json()
         # Weekends and holidays answer with the previous business day: keep one copy.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ingestion import bronze
+from ingestion import bronze, lineage
 from ingestion.contracts import GuardStats
 from ingestion.crm import crm_source
 from ingestion.fx_rates import fx_source
@@ -16,6 +16,7 @@ from ingestion.kafka_events import kafka_source
 from ingestion.redshift import redshift_source
 from ingestion.snowflake import snowflake_source
 from lakehouse.config import Settings
+from lakehouse.lineage import emit
 
 SOURCES = ("snowflake", "crm", "redshift", "fx", "kafka")
 
@@ -79,13 +80,18 @@ def ingest(
     replay: Replay | None = None,
     report: Callable[[str], None] = print,
 ) -> list[bronze.LoadSummary]:
-    """Load ``sources`` in order; one summary per source."""
+    """Load ``sources`` in order; one summary per source, one OpenLineage run per load."""
     summaries = []
     for name in sources:
         if name not in SOURCES:
             raise ValueError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
         stats = GuardStats()
-        summary = bronze.run(settings, name, build(name, settings, endpoints, stats, replay), stats)
+        read = lineage.inputs(name, settings, endpoints)
+        job = f"dlt.{bronze.pipeline_name(name)}"
+        with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
+            source = build(name, settings, endpoints, stats, replay)
+            summary = bronze.run(settings, name, source, stats)
+            run.outputs = lineage.outputs(name, settings, summary, read)
         report(summary.line())
         summaries.append(summary)
     return summaries

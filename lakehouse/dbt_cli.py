@@ -1,7 +1,9 @@
 """Running the dbt CLI of this environment against the project, on any of its targets.
 
 One place decides how dbt is called (executable, project, profiles, environment), so the
-pipeline, the publish step and the tests call it the same way.
+pipeline, the publish step and the tests call it the same way. Runs that build or test the lake
+go through ``dbt-ol``, which runs dbt and then emits OpenLineage events per model with column
+lineage (docs/lineage.md); ``lakehouse dbt <args>`` is the same for a person.
 """
 
 from __future__ import annotations
@@ -12,10 +14,22 @@ import sys
 from pathlib import Path
 
 from lakehouse.config import REPO_ROOT, Settings
+from lakehouse.lineage import emit
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DBT_PROFILES_DIR = REPO_ROOT / "profiles"
 PROFILE = "lakehouse"
+# dbt-ol reports these commands, on dbt-spark's thrift method only: on `session` it raises.
+LINEAGE_COMMANDS = {"build", "run", "test", "seed", "snapshot"}
+LINEAGE_TARGETS = {"local", "cluster"}
+
+
+def _target(args: tuple[str, ...]) -> str:
+    """The profile target a dbt invocation with ``args`` runs on."""
+    for i, arg in enumerate(args[:-1]):
+        if arg in ("--target", "-t"):
+            return args[i + 1]
+    return os.environ.get("DBT_TARGET", "local")
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
@@ -41,20 +55,29 @@ def dbt(
 
     With ``timeout_s``, dbt is killed when it runs longer (subprocess.TimeoutExpired).
     """
-    dbt_exe = Path(sys.executable).parent / "dbt"
+    bin_dir = Path(sys.executable).parent
+    dbt_exe = bin_dir / "dbt"
     if not (DBT_PROJECT_DIR / "dbt_packages" / "expectations").exists():
         deps = [str(dbt_exe), "deps", "--project-dir", str(DBT_PROJECT_DIR),
                 "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
         subprocess.run(deps, env=dbt_env(settings), check=True)
+    env = dbt_env(settings)
+    target = _target(args)
+    if args and args[0] in LINEAGE_COMMANDS and target in LINEAGE_TARGETS:
+        # dbt-ol runs dbt, then emits a START/COMPLETE pair per node with column lineage. It
+        # starts the `dbt` found on PATH, so this environment's comes first.
+        dbt_exe = bin_dir / "dbt-ol"
+        env = {**env, **emit.environment(settings),
+               "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", "")])}  # fmt: skip
     cmd = [str(dbt_exe), *args, "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
     if not {"--target", "-t"} & set(args):
         # Name profile and target as Cosmos does: dbt keys its partial parse on them, and an
         # implicit target made every Airflow build after a CLI build parse the project afresh.
-        cmd += ["--profile", PROFILE, "--target", os.environ.get("DBT_TARGET", "local")]
+        cmd += ["--profile", PROFILE, "--target", target]
     return subprocess.run(
         cmd,
-        env=dbt_env(settings),
+        env=env,
         check=check,
         capture_output=capture,
         text=capture,

@@ -41,6 +41,8 @@ from deltalake import DeltaTable
 from lakehouse import catalog
 from lakehouse.config import Settings
 from lakehouse.dbt_cli import dbt
+from lakehouse.lineage import emit, naming
+from lakehouse.lineage.emit import Dataset
 from lakehouse.warehouses import Warehouse, warehouse
 
 GOLD_SCHEMA = "gold"
@@ -209,6 +211,23 @@ def reconcile(settings: Settings, wh: Warehouse, snapshot: Snapshot) -> Fingerpr
     return actual
 
 
+def _gold_dataset(settings: Settings, snapshot: Snapshot) -> Dataset:
+    columns = {f.name: str(f.type) for f in snapshot.data.schema}
+    return Dataset(naming.lake_table(settings, f"{GOLD_SCHEMA}.{snapshot.table}"), columns)
+
+
+def _served_dataset(wh: Warehouse, gold: Dataset, rows: int) -> Dataset:
+    """A served table: every gold column lands unchanged (plus the batch columns publish adds)."""
+    table = gold.id.name.split(".")[-1]
+    return Dataset(
+        id=wh.dataset(table),
+        columns=gold.columns,
+        system=wh.name,
+        lineage={c: [(gold.id, c)] for c in gold.columns},
+        rows=rows,
+    )
+
+
 def publish(
     settings: Settings,
     warehouses: Sequence[str] | None = None,
@@ -233,7 +252,13 @@ def publish(
         wh = warehouse(name, settings)
         result = PublishResult(name, {"read": read_s})
         results.append(result)
-        with wh.session():
+        gold = {s.table: _gold_dataset(settings, s) for s in snapshots.values()}
+        with (
+            emit.job_run(
+                settings, f"publish.{name}", "LAKEHOUSE", list(gold.values()), "lakehouse"
+            ) as run,
+            wh.session(),
+        ):
             t0 = time.perf_counter()
             batch_rows = settings.publish.insert_batch_rows
             for s in snapshots.values():
@@ -247,6 +272,9 @@ def publish(
                 fp = reconcile(settings, wh, s)
                 result.tables[s.table].update(rows=fp.rows, checksum=fp.checksum, batch=s.batch_id)
             result.seconds["reconcile"] = time.perf_counter() - t0
+            run.outputs = [
+                _served_dataset(wh, gold[t], info["rows"]) for t, info in result.tables.items()
+            ]
         for table, info in result.tables.items():
             report(f"{name}: {wh.served_table(table)} reconciled: {info['rows']:,} rows of "
                    f"{info['batch']}, checksum {info['checksum'][:12]}")  # fmt: skip

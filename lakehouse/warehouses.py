@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
+from lakehouse.lineage.naming import DatasetId
 from lakehouse.services import postgres
 from lakehouse.services import snowflake as snowflake_service
 
@@ -87,6 +88,10 @@ class Warehouse(ABC):
     @abstractmethod
     def served_table(self, table: str) -> str:
         """Schema-qualified name of the table users query."""
+
+    @abstractmethod
+    def dataset(self, table: str) -> DatasetId:
+        """The served table as OpenLineage names it (naming spec of the warehouse)."""
 
     @abstractmethod
     def _column_type(self, data_type: pa.DataType) -> str: ...
@@ -150,6 +155,11 @@ class SnowflakeWarehouse(Warehouse):
 
     def served_table(self, table: str) -> str:
         return f"{SERVED_SCHEMA}.{table}"
+
+    def dataset(self, table: str) -> DatasetId:
+        account = os.environ.get("SNOWFLAKE_ACCOUNT", "fakesnow")
+        database = os.environ.get("SNOWFLAKE_DATABASE", "ANALYTICS")
+        return DatasetId(f"snowflake://{account}", f"{database}.{self.served_table(table)}".upper())
 
     def _column_type(self, data_type: pa.DataType) -> str:
         if pa.types.is_boolean(data_type):
@@ -228,6 +238,16 @@ class RedshiftWarehouse(Warehouse):
 
     def served_table(self, table: str) -> str:
         return f"{SERVED_SCHEMA}.{table}_history"
+
+    def dataset(self, table: str) -> DatasetId:
+        if self.local:
+            namespace = f"postgres://{postgres.HOST}:{self.settings.services.postgres_port}"
+            database = postgres.WAREHOUSE_DATABASE
+        else:
+            env = os.environ
+            namespace = f"redshift://{env['REDSHIFT_HOST']}:{env.get('REDSHIFT_PORT', '5439')}"
+            database = env.get("REDSHIFT_DATABASE", "analytics")
+        return DatasetId(namespace, f"{database}.{self.served_table(table)}")
 
     def _column_type(self, data_type: pa.DataType) -> str:
         if pa.types.is_boolean(data_type):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from datetime import timedelta
@@ -36,12 +37,23 @@ def deadline(within: timedelta, promise: str) -> DeadlineAlert:
     )
 
 
+def lineage_parent() -> dict[str, str]:
+    """The running task's OpenLineage run, named so that the runs the command emits (its dlt
+    loads, its publish) become children of the task's run in the lineage graph."""
+    from airflow.providers.openlineage.plugins.macros import lineage_parent_id
+    from airflow.sdk import get_current_context
+
+    return {"OPENLINEAGE_PARENT_ID": lineage_parent_id(get_current_context()["ti"])}
+
+
 def run_cli(argv: Sequence[str], log: Any) -> str:
-    """Run a platform command (in its own environment), stream its output to the task log and
-    fail the task with the command's last words, so the alert says what went wrong."""
+    """Run a platform command (in its own environment) as a child of the running task, stream
+    its output to the task log and fail the task with the command's last words, so the alert
+    says what went wrong."""
     lines: list[str] = []
+    env = {**os.environ, **lineage_parent()}
     with subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -1,0 +1,107 @@
+"""What each dlt load reads and writes, as OpenLineage datasets (sent by lakehouse/lineage/emit.py).
+
+Inputs are the source system's tables, endpoints or topic, with the columns the load's contract
+declares (ingestion/contracts.py). Outputs are the bronze Delta tables, named by their path with
+a symlink to the table name dbt reads (lakehouse/lineage/naming.py), with dlt's schema, the rows
+this load wrote, and column lineage: a declared column lands unchanged under the same name, so
+each bronze column traces to the source field it came from. Load metadata (``_dlt_*``,
+``_source``, ``_loaded_at``) has no upstream field, and the quarantine table takes whole
+records (its lineage is the run's inputs, not columns).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from ingestion import crm, fx_rates, kafka_events, redshift, snowflake
+from ingestion.bronze import LoadSummary
+from ingestion.contracts import QUARANTINE_TABLE, TableContract
+from lakehouse.config import Settings
+from lakehouse.lineage import naming
+from lakehouse.lineage.emit import Dataset
+
+
+def contracts(source: str, settings: Settings) -> dict[str, TableContract]:
+    """The bronze tables a load of ``source`` writes (besides quarantine), by table name."""
+    conf = getattr(settings.sources, source)
+    return {
+        "snowflake": lambda: {t: snowflake.CONTRACTS[t] for t in conf.tables},
+        "crm": lambda: {c.name: c for c in (crm.CONTACTS, crm.ACCOUNTS)},
+        "redshift": lambda: {t: redshift.CONTRACTS[t] for t in conf.tables},
+        "fx": lambda: {fx_rates.RATES.name: fx_rates.RATES},
+        "kafka": lambda: {kafka_events.EVENTS.name: kafka_events.EVENTS},
+    }[source]()
+
+
+def _api_base(served_at: str, variable: str) -> str:
+    """The API's base URL. The local stand-in listens on a new port each run, so it is named
+    without the port: one dataset across runs, as a production API's stable URL is."""
+    if os.environ.get(variable):
+        return served_at
+    parts = urlsplit(served_at)
+    return f"{parts.scheme}://{parts.hostname}{parts.path}"
+
+
+def source_dataset(source: str, table: str, settings: Settings, endpoints: Any) -> naming.DatasetId:
+    """Where ``table`` of ``source`` is read from, named after the system that serves it."""
+    conf = getattr(settings.sources, source)
+    if source == "snowflake":
+        return naming.sql_table(endpoints.snowflake_url, None, table)
+    if source == "redshift":
+        return naming.sql_table(endpoints.redshift_url, conf.schema_, table)
+    if source == "crm":
+        base = _api_base(endpoints.crm_base_url, "CRM_BASE_URL")
+        return naming.http_endpoint(base, crm.ENDPOINT.format(table=table))
+    if source == "fx":
+        base = _api_base(endpoints.fx_base_url, "FX_BASE_URL")
+        return naming.http_endpoint(base, fx_rates.ENDPOINT)
+    if source == "kafka":
+        return naming.kafka_topic(endpoints.kafka_bootstrap, conf.topic)
+    raise ValueError(f"unknown source {source!r}")
+
+
+def inputs(source: str, settings: Settings, endpoints: Any) -> dict[str, Dataset]:
+    """One input dataset per bronze table of the load, with the contract's columns."""
+    return {
+        table: Dataset(
+            id=source_dataset(source, table, settings, endpoints),
+            columns={n: c.get("data_type", "") for n, c in contract.columns.items()},
+            system=source,
+        )
+        for table, contract in contracts(source, settings).items()
+    }
+
+
+def outputs(
+    source: str, settings: Settings, summary: LoadSummary, read: dict[str, Dataset]
+) -> list[Dataset]:
+    """The bronze tables the load wrote (every table of the dataset, quarantine included)."""
+    result = []
+    for table, columns in summary.columns.items():
+        upstream = read.get(table)
+        lineage = (
+            {c: [(upstream.id, c)] for c in columns if c in upstream.columns} if upstream else {}
+        )
+        load = summary.tables.get(table)
+        result.append(
+            Dataset(
+                id=naming.bronze_location(settings, source, table),
+                columns=columns,
+                symlink=naming.bronze_table(settings, source, table),
+                storage=("delta", "parquet"),
+                lineage=lineage,
+                rows=load.written if load else 0,
+            )
+        )
+    if QUARANTINE_TABLE not in summary.columns:  # created empty by the loader when never used
+        result.append(
+            Dataset(
+                id=naming.bronze_location(settings, source, QUARANTINE_TABLE),
+                symlink=naming.bronze_table(settings, source, QUARANTINE_TABLE),
+                storage=("delta", "parquet"),
+                rows=0,
+            )
+        )
+    return result
