@@ -19,7 +19,7 @@ SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test up down status ingest dbt-build publish report airflow lint format \
+.PHONY: help setup run test up down status ingest dbt-build publish report docs airflow lint format \
         clean clean-data
 
 help: ## list the targets
@@ -87,14 +87,17 @@ status: $(SETUP) ## is the engine up, and where does data live
 ingest: $(SETUP) ## load every source into bronze
 	$(PY) -m lakehouse ingest
 
-dbt-build: $(SETUP) ## dbt build against the running engine (make up first)
-	$(VENV)/bin/dbt build --project-dir dbt_project --profiles-dir profiles
+dbt-build: $(SETUP) ## dbt build against the running engine (make up first), with lineage
+	$(PY) -m lakehouse dbt build
 
 publish: $(SETUP) ## publish gold to Snowflake and Redshift (WAREHOUSE=snowflake|redshift for one)
 	$(PY) -m lakehouse publish $(if $(WAREHOUSE),--warehouse $(WAREHOUSE))
 
 report: $(SETUP) ## row count of every table in the lake (engine must be up)
 	$(PY) -m lakehouse report
+
+docs: $(SETUP) ## generate the docs site (dbt docs, column lineage, dataset registry) and serve it on :8081
+	$(PY) -m lakehouse docs --serve $(if $(PORT),--port $(PORT))
 
 airflow: $(SETUP) ## start the local stack and Airflow (UI on http://127.0.0.1:8080); make down stops it
 	$(PY) -m lakehouse up

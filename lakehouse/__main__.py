@@ -8,9 +8,10 @@ import sys
 from datetime import UTC, datetime
 
 from ingestion.runner import SOURCES, Replay
-from lakehouse import engine, pipeline, systems, watchdog
+from lakehouse import dbt_cli, engine, pipeline, systems, watchdog
 from lakehouse.config import ConfigError, Settings, load_settings
 from lakehouse.jars import engine_jars
+from lakehouse.lineage import emit, graph, site
 from lakehouse.publish import PublishError
 from lakehouse.services import airflow
 from lakehouse.warehouses import WAREHOUSES
@@ -74,6 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     airflow_cmd.add_argument("--conf", type=json.loads, default={},
                              help="trigger: the run's conf as JSON")  # fmt: skip
     airflow_cmd.add_argument("--wait", action="store_true", help="trigger: wait for the end")
+    docs = commands.add_parser(
+        "docs", help="generate the docs site: dbt docs, column-lineage page, dataset registry"
+    )
+    docs.add_argument("--serve", action="store_true", help="then serve it over HTTP")
+    docs.add_argument("--port", type=int, default=8081, help="port for --serve (default 8081)")
+    docs.add_argument(
+        "--lineage-only",
+        action="store_true",
+        help="only the lineage page and registry (from the events; no engine)",
+    )
+    trace = commands.add_parser(
+        "lineage", help="print where a column comes from, down to the source systems"
+    )
+    trace.add_argument("dataset", help="dataset name, e.g. gold.customer_360")
+    trace.add_argument("column", help="column name, e.g. lifetime_value")
+    dbt_cmd = commands.add_parser(
+        "dbt", help="run dbt on the project (build/run/test emit OpenLineage through dbt-ol)"
+    )
+    dbt_cmd.add_argument("args", nargs=argparse.REMAINDER, help="dbt's arguments")
     commands.add_parser("env", help="print shell exports for running dbt by hand")
     args = parser.parse_args(argv)
 
@@ -132,12 +152,50 @@ def main(argv: list[str] | None = None) -> int:
             return _watchdog(settings, args)
         case "airflow":
             return _airflow(settings, args)
+        case "docs":
+            if args.lineage_only:
+                written = site.write_lineage(settings)
+                pipeline.say(f"lineage page {written.page}, registry {written.registry}")
+            else:
+                with engine.running(settings):
+                    out = site.generate(settings)
+                pipeline.say(f"docs site in {out} (static: {out / 'static_index.html'})")
+            if args.serve:
+                site.serve(settings, args.port)
+        case "lineage":
+            return _lineage(settings, args.dataset, args.column)
+        case "dbt":
+            return dbt_cli.dbt(settings, *args.args, check=False).returncode
         case "env":
             classpath = ":".join(str(j) for j in engine_jars())
+            for name, value in emit.environment(settings).items():
+                print(f"export {name}={value}")  # for dbt-ol typed by hand
             print(f"export LAKEHOUSE_HOME={settings.home}")
             print(f"export LAKEHOUSE_THRIFT_HOST={settings.engine.host}")
             print(f"export LAKEHOUSE_THRIFT_PORT={settings.engine.port}")
             print(f"export LAKEHOUSE_SPARK_CLASSPATH={classpath}")
+    return 0
+
+
+def _lineage(settings: Settings, dataset: str, column: str) -> int:
+    lineage = graph.load(site.lineage_dir(settings))
+    try:
+        node = lineage.find(dataset)
+    except KeyError as exc:
+        print(f"lineage: {exc.args[0]} (run the pipeline first?)", file=sys.stderr)
+        return 1
+    if column not in node.fields:
+        print(f"lineage: {dataset} has no column {column!r}; it has {', '.join(node.fields)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+    def show(t: graph.Trace, depth: int) -> None:
+        system = f"  (from {t.dataset.system})" if t.dataset.layer == "source" else ""
+        print(f"{'  ' * depth}{t.dataset.layer:<9} {t.dataset.id.name}.{t.field}{system}")
+        for child in t.inputs:
+            show(child, depth + 1)
+
+    show(lineage.trace(node, column), 0)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The whole pipeline in order, each step timed: ingest -> dbt build -> publish -> report.
+"""The whole pipeline in order, each step timed: ingest, dbt build, publish, report, lineage.
 
 This is what ``make run`` calls. Airflow runs the same steps as separate tasks; here they run in
 one process so a laptop user sees the platform work end to end with one command.
@@ -19,6 +19,7 @@ from lakehouse import catalog, engine, systems
 from lakehouse import publish as publishing
 from lakehouse.config import Settings
 from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt
+from lakehouse.lineage import site
 
 
 def say(message: str) -> None:
@@ -66,7 +67,7 @@ def seed(settings: Settings, endpoints: systems.Endpoints, generation: int) -> d
 
 
 def run(settings: Settings) -> dict[str, float]:
-    """Run ingest, dbt build, publish and the table report; return wall time per step.
+    """Run ingest, dbt build, publish, the table report and the lineage page; return wall times.
 
     Uses the engine if it is up (``make up``); otherwise starts it (booting while ingestion
     runs) and stops it at the end.
@@ -87,6 +88,8 @@ def run(settings: Settings) -> dict[str, float]:
             publish(settings)
         with step("report", timings):
             report(settings)
+        with step("lineage", timings):
+            lineage_page(settings)
     timings["total"] = time.perf_counter() - started
     say("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return timings
@@ -118,6 +121,15 @@ def dq_summary() -> dict[str, int]:
                 f"    {r['status']:<4} {r['failures'] or 0:>6} rows  {r['unique_id'].split('.')[2]}"
             )
     return dict(counts)
+
+
+def lineage_page(settings: Settings) -> None:
+    """Refresh the column-lineage page and the dataset registry from the events just emitted."""
+    written = site.write_lineage(settings)
+    runs = written.lineage.runs.values()
+    failed = sum(1 for r in runs if "FAIL" in r.states)
+    say(f"  {len(written.lineage.datasets)} datasets, {len(runs)} runs in the lineage"
+        f"{f' ({failed} failed)' if failed else ''}: open {written.page}")  # fmt: skip
 
 
 def report(settings: Settings) -> None:
