@@ -103,6 +103,42 @@ def warehouses(settings: Settings, source_systems) -> Iterator[Settings]:
         yield settings
 
 
+# Debian's Chromium, headless, driven by Playwright (Makefile installs it for `make test`). As
+# root, on a machine with no internet: no sandbox, no background phoning home.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture()
+def browser() -> Iterator:
+    """A headless Chromium for a screenshot test (a fresh one per test: Playwright's sync API
+    keeps an event loop that must not outlive the test)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"the screenshot tests need Chromium at {CHROMIUM} (`make test` installs it)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def screenshot(settings: Settings):
+    """``screenshot(name)``: where a screenshot test leaves its PNG, under the suite's lake home
+    for a person to look at."""
+
+    def path(name: str) -> Path:
+        folder = settings.home / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.png"
+
+    return path
+
+
 @pytest.fixture()
 def tmp_settings(tmp_path: Path, monkeypatch) -> Settings:
     """Settings whose lake home is a fresh temporary folder (no engine needed)."""

@@ -18,22 +18,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from ingestion.runner import SOURCES
 from lakehouse import pipeline
 from lakehouse.config import AlertConfig, RetryConfig, SchedulesConfig, Settings
+from lakehouse.lineage import emit, graph
 from lakehouse.services import airflow
 
 pytestmark = pytest.mark.airflow
 
 BUILD_DEADLINE_S = 20
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless as root, on a machine with no internet: no sandbox, no background phoning home.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -192,6 +188,55 @@ def test_ingest_triggers_the_build_through_assets(stack: Stack) -> None:
     assert not [a for a in stack.alerts() if a.get("run_id") == ingest_run]
 
 
+def _airflow_lineage(stack: Stack) -> tuple[list[dict], list[dict]]:
+    """(events of Airflow-run work, events of CLI runs): Airflow's own file, plus the runs the
+    platform emitted as children of an Airflow task (dlt loads, publishes); the rest is CLI."""
+    airflow_events, _ = graph.read_events([airflow.lineage_file(stack.settings)])
+    platform, _ = graph.read_events([emit.events_file(stack.settings)])
+
+    def parent_job(e: dict) -> str:
+        return (e["run"].get("facets", {}).get("parent") or {}).get("job", {}).get("name", "")
+
+    from_airflow = [e for e in platform if parent_job(e)]
+    return airflow_events + from_airflow, [e for e in platform if not parent_job(e)]
+
+
+def test_the_airflow_runs_emit_lineage_that_joins_from_source_to_warehouse(stack: Stack) -> None:
+    """The DAG run above, alone (no CLI event), traces gold columns to the source systems, as
+    the CLI run does: Cosmos' producer reports every model with column lineage, the dlt loads
+    run as children of their Airflow tasks and name the same bronze tables."""
+    run_events, cli_events = _airflow_lineage(stack)
+    manifest = json.loads(airflow.manifest_path().read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    jobs = {(e["job"]["name"], e["eventType"]) for e in run_events}
+    for model in models:  # every model's Cosmos task started and completed
+        for state in ("START", "COMPLETE"):
+            assert (f"build_analytics.dbt.{model['name']}.run", state) in jobs
+    producer = [e for e in run_events if e["eventType"] == "COMPLETE"
+                and e["job"]["name"] == "build_analytics.dbt.dbt_producer_watcher"]  # fmt: skip
+    outputs = {o["name"]: o for o in producer[-1]["outputs"]}
+    for model in models:
+        name = f"{model['schema']}.{model['alias']}"
+        assert "columnLineage" in outputs[name]["facets"], name
+    for source in SOURCES:  # each load ran as a child of its task's run
+        loads = [e for e in run_events if e["job"]["name"] == f"dlt.bronze_{source}"]
+        assert {e["eventType"] for e in loads} >= {"START", "COMPLETE"}
+        parent = loads[-1]["run"]["facets"]["parent"]
+        assert parent["job"] == {"namespace": "lakehouse", "name": f"ingest_sources.load_{source}"}
+
+    from_airflow, from_cli = graph.build(run_events), graph.build(cli_events)
+    for column in ("lifetime_value", "crm_segment", "web_top_device", "events", "email"):
+        via_airflow = from_airflow.trace(from_airflow.find("gold.customer_360"), column)
+        via_cli = from_cli.trace(from_cli.find("gold.customer_360"), column)
+        assert via_airflow.columns_in("bronze"), column
+        assert via_airflow.columns_in("bronze") == via_cli.columns_in("bronze"), column
+        assert via_airflow.columns_in("source") == via_cli.columns_in("source"), column
+    # and on into the warehouses, published by the DAG's publish tasks
+    served = from_airflow.find("ANALYTICS.GOLD.CUSTOMER_360")
+    trace = from_airflow.trace(served, "lifetime_value")
+    assert ("bronze_fx.rates", "rate") in trace.columns_in("bronze")
+
+
 def test_the_cosmos_build_costs_at_most_1_3x_the_cli_build(stack: Stack) -> None:
     """Side by side on the same warm engine, each after the same ingest (so incremental models
     see as much new data): `lakehouse ingest` + `dbt build` from the CLI, then ingest_sources +
@@ -273,26 +318,18 @@ def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> 
     assert "bronze_kafka.quarantine" in alert["error"]
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test`")
-def test_the_ui_lists_the_three_dags_in_headless_chromium(stack: Stack, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_the_ui_lists_the_three_dags_in_headless_chromium(
+    stack: Stack, browser, screenshot
+) -> None:
     password = json.loads(airflow.password_file(stack.settings).read_text())[airflow.USER]
-    shot = stack.settings.home / "screenshots" / "airflow-dags.png"
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_FLAGS,
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{airflow.url(stack.settings)}/dags")
-        page.get_by_label("Username").fill(airflow.USER)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
-        for dag_id in ("ingest_sources", "build_analytics", "dq_watchdog"):
-            page.get_by_text(dag_id, exact=True).first.wait_for(timeout=60_000)
-        page.screenshot(path=str(shot), full_page=True)
-        browser.close()
+    shot = screenshot("airflow-dags")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{airflow.url(stack.settings)}/dags")
+    page.get_by_label("Username").fill(airflow.USER)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    for dag_id in ("ingest_sources", "build_analytics", "dq_watchdog"):
+        page.get_by_text(dag_id, exact=True).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 20_000

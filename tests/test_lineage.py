@@ -1,0 +1,332 @@
+"""Lineage: the OpenLineage events every run emits, the graph read back from them, and the pages.
+
+After the session's pipeline run (the same ingest and `dbt build` as `make run`), the event file
+must hold a START and a COMPLETE for every dlt load and every dbt model, and chosen customer_360
+columns must trace, through silver, to exactly the bronze columns and source fields their SQL
+reads. The expected columns below were worked out from the models' SQL, not read from the events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ingestion import lineage as ingestion_lineage
+from ingestion.runner import SOURCES
+from lakehouse.config import Settings
+from lakehouse.dbt_cli import DBT_PROJECT_DIR
+from lakehouse.lineage import emit, graph, naming, site
+from lakehouse.lineage.emit import Dataset
+
+# customer_360 column -> the bronze columns its value is computed from (joins' keys included
+# where they decide which rows count, as in lifetime_value's validity rules)
+EXPECTED_BRONZE = {
+    # sum of valid, non-returned orders' amounts (lines' quantity x unit price), converted at
+    # the order day's rate (FX rate via the order currency and date)
+    "lifetime_value": {
+        ("bronze_fx.rates", "rate"),
+        ("bronze_snowflake.customers", "customer_id"),
+        ("bronze_snowflake.order_lines", "product_id"),
+        ("bronze_snowflake.order_lines", "quantity"),
+        ("bronze_snowflake.order_lines", "unit_price"),
+        ("bronze_snowflake.orders", "currency"),
+        ("bronze_snowflake.orders", "customer_id"),
+        ("bronze_snowflake.orders", "order_ts"),
+        ("bronze_snowflake.orders", "status"),
+    },
+    "email": {("bronze_snowflake.customers", "email")},
+    "has_valid_email": {("bronze_snowflake.customers", "email")},
+    "full_name": {
+        ("bronze_snowflake.customers", "first_name"),
+        ("bronze_snowflake.customers", "last_name"),
+    },
+    "crm_segment": {("bronze_crm.contacts", "segment")},
+    "crm_account_name": {("bronze_crm.accounts", "name")},
+    "web_top_device": {("bronze_redshift.sessions", "device")},
+    "web_page_views": {("bronze_redshift.page_views", "page_view_id")},
+    "events": {("bronze_kafka.events", "event_id")},
+}
+SILVER_OF_LIFETIME_VALUE = {
+    ("silver.int_orders__amounts", "order_amount"),
+    ("silver.stg_fx__rates", "units_per_base"),
+    ("silver.stg_snowflake__orders", "status"),
+}
+
+
+@pytest.fixture(scope="module")
+def events(dbt_built, spark: Settings) -> list[dict]:
+    found, bad = graph.read_events([emit.events_file(spark)])
+    assert bad == 0
+    return found
+
+
+@pytest.fixture(scope="module")
+def lineage(dbt_built, spark: Settings) -> graph.Lineage:
+    return graph.load(site.lineage_dir(spark))
+
+
+def _runs(events: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """job name -> run id -> that run's events."""
+    runs: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for e in events:
+        runs[e["job"]["name"]][e["run"]["runId"]].append(e)
+    return runs
+
+
+def test_every_dlt_load_emits_start_and_complete_with_schema_and_table_name(
+    events, ingested, spark: Settings
+) -> None:
+    runs = _runs(events)
+    summaries = {s.source: s for s in ingested}
+    for source in SOURCES:
+        job = runs[f"dlt.bronze_{source}"]
+        assert job, f"no lineage for the {source} load"
+        states = [[e["eventType"] for e in run] for run in job.values()]
+        assert ["START", "COMPLETE"] in states, states
+        complete = next(e for run in job.values() for e in run if e["eventType"] == "COMPLETE")
+        outputs = {o["name"]: o for o in complete["outputs"]}
+        contracts = ingestion_lineage.contracts(source, spark)
+        for table, contract in contracts.items():
+            path = str((spark.bronze_dir / source / table).resolve())
+            out = outputs[path]
+            assert out["namespace"] == "file"
+            fields = [f["name"] for f in out["facets"]["schema"]["fields"]]
+            assert set(contract.columns) <= set(fields), (table, fields)
+            # the same table by the name dbt reads it under
+            assert out["facets"]["symlinks"]["identifiers"] == [
+                {"namespace": f"spark://127.0.0.1:{spark.engine.port}",
+                 "name": f"bronze_{source}.{table}", "type": "TABLE"}
+            ]  # fmt: skip
+            lineage = out["facets"]["columnLineage"]["fields"]
+            assert set(lineage) == set(contract.columns)
+        # the quarantine table is an output too, with no column lineage (whole records)
+        assert str((spark.bronze_dir / source / "quarantine").resolve()) in outputs
+        # rows written, as dlt counted them
+        written = summaries[source].tables
+        for table, load in written.items():
+            path = str((spark.bronze_dir / source / table).resolve())
+            assert outputs[path]["outputFacets"]["outputStatistics"]["rowCount"] == load.written
+        # inputs: the source system's tables, named by their system, without credentials
+        inputs = {i["name"] for i in complete["inputs"]}
+        assert len(inputs) == len(contracts)
+        assert not any("password" in i["namespace"] or "@" in i["namespace"]
+                       for i in complete["inputs"])  # fmt: skip
+
+
+def test_dbt_reads_the_same_bronze_datasets_dlt_wrote(events, spark: Settings) -> None:
+    """dbt-ol names its sources exactly as the dlt loads' symlinks do, so the graph joins."""
+    symlinked = {
+        (i["namespace"], i["name"])
+        for e in events
+        if e["job"]["name"].startswith("dlt.")
+        for o in e.get("outputs", [])
+        for i in o["facets"].get("symlinks", {}).get("identifiers", [])
+    }
+    dbt_inputs = {
+        (i["namespace"], i["name"])
+        for e in events
+        if e["job"]["name"].endswith(".build.run")
+        for i in e.get("inputs", [])
+        if i["name"].startswith("bronze_")
+    }
+    assert dbt_inputs, "dbt-ol emitted no bronze inputs (was the thrift target used?)"
+    assert dbt_inputs <= symlinked, dbt_inputs - symlinked
+
+
+def test_every_dbt_model_emits_start_and_complete_with_column_lineage(
+    events, dbt_built: Path
+) -> None:
+    manifest = json.loads((dbt_built / "manifest.json").read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert len(models) >= 15
+    runs = _runs(events)
+    for model in models:
+        job = f"{model['schema']}.{model['package_name']}.{model['name']}.build.run"
+        assert job in runs, f"no lineage for model {model['name']}"
+        states = sorted(e["eventType"] for run in runs[job].values() for e in run)
+        assert "START" in states and "COMPLETE" in states, (job, states)
+        complete = [e for run in runs[job].values() for e in run if e["eventType"] == "COMPLETE"]
+        output = complete[-1]["outputs"][0]
+        assert output["name"] == f"{model['schema']}.{model['alias']}"
+        assert "columnLineage" in output["facets"], f"{job} has no column lineage"
+
+
+def test_every_customer_360_column_traces_to_a_source_system(lineage: graph.Lineage) -> None:
+    customer_360 = lineage.find("gold.customer_360")
+    assert len(customer_360.fields) >= 30
+    untraced = []
+    for column in customer_360.fields:
+        trace = lineage.trace(customer_360, column)
+        if not trace.columns_in("bronze") or not trace.columns_in("source"):
+            untraced.append(column)
+    # the reporting currency is configuration (a dbt var), not data: it has no upstream column
+    assert untraced == ["reporting_currency"]
+
+
+@pytest.mark.parametrize("column", sorted(EXPECTED_BRONZE))
+def test_customer_360_columns_trace_to_exactly_their_bronze_columns(
+    lineage: graph.Lineage, column: str
+) -> None:
+    trace = lineage.trace(lineage.find("gold.customer_360"), column)
+    assert trace.columns_in("bronze") == EXPECTED_BRONZE[column]
+    # each bronze column to the same-named field of the system it was loaded from
+    systems = {t.dataset.system for t in trace.walk() if t.dataset.layer == "source"}
+    expected_systems = {name.split(".")[0].removeprefix("bronze_")
+                        for name, _ in EXPECTED_BRONZE[column]}  # fmt: skip
+    assert systems == expected_systems
+    assert {f for _, f in trace.columns_in("source")} == {f for _, f in EXPECTED_BRONZE[column]}
+
+
+def test_lifetime_value_goes_through_silver_and_the_fx_conversion(lineage: graph.Lineage) -> None:
+    trace = lineage.trace(lineage.find("gold.customer_360"), "lifetime_value")
+    assert trace.columns_in("silver") >= SILVER_OF_LIFETIME_VALUE
+    gold = trace.columns_in("gold")
+    assert {("gold.fct_orders", "order_amount_reporting"),
+            ("gold.fx_rates_daily", "to_reporting_rate")} <= gold  # fmt: skip
+
+
+def test_openlineage_url_sends_events_to_a_backend_instead_of_the_file(
+    tmp_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OPENLINEAGE_URL (here a receiver standing in for Marquez) replaces the file transport."""
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(
+                {"path": self.path,
+                 "event": json.loads(self.rfile.read(int(self.headers["Content-Length"])))}
+            )  # fmt: skip
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{server.server_port}")
+    # the client translates OPENLINEAGE_URL into OPENLINEAGE__TRANSPORT__* variables of this
+    # process; they must not outlive the test
+    before = set(os.environ)
+    try:
+        source = Dataset(naming.kafka_topic("broker:9092", "events"), {"event_id": "text"})
+        with emit.job_run(tmp_settings, "test.job", "DLT", [source], "dlt") as run:
+            run.outputs = [Dataset(naming.path_dataset(tmp_settings.home / "t"), rows=1)]
+    finally:
+        server.shutdown()
+        for name in set(os.environ) - before:
+            os.environ.pop(name)
+    assert [r["event"]["eventType"] for r in received] == ["START", "COMPLETE"]
+    assert {r["path"] for r in received} == {"/api/v1/lineage"}
+    assert received[1]["event"]["inputs"][0]["namespace"] == "kafka://broker:9092"
+    assert not emit.events_file(tmp_settings).exists()
+    assert "OPENLINEAGE__TRANSPORT__TYPE" not in emit.environment(tmp_settings)
+
+
+def test_a_failed_job_emits_fail_with_the_error(tmp_settings: Settings) -> None:
+    with pytest.raises(RuntimeError, match="source went away"):  # noqa: SIM117
+        with emit.job_run(tmp_settings, "test.failing", "DLT", [], "dlt"):
+            raise RuntimeError("source went away")
+    found, _ = graph.read_events([emit.events_file(tmp_settings)])
+    assert [e["eventType"] for e in found] == ["START", "FAIL"]
+    assert found[1]["run"]["facets"]["errorMessage"]["message"] == "source went away"
+
+
+def test_dataset_names_never_carry_credentials() -> None:
+    url = "postgresql+psycopg2://lakehouse:s3cr%40t@db.internal:5439/analytics"
+    assert naming.sql_table(url, "web", "sessions") == naming.DatasetId(
+        "postgres://db.internal:5439", "analytics.web.sessions"
+    )
+    account = "snowflake://loader:pw@acme-eu1/RAW/SHOP?warehouse=LOAD"
+    assert naming.sql_table(account, None, "orders") == naming.DatasetId(
+        "snowflake://acme-eu1", "RAW.SHOP.ORDERS"
+    )
+    api = naming.http_endpoint("https://user:token@crm.example.com:8443/api", "crm/v1/contacts")
+    assert api == naming.DatasetId("https://crm.example.com:8443", "/api/crm/v1/contacts")
+
+
+def test_the_registry_lists_every_dataset_with_location_layer_and_owner(
+    dbt_built: Path, spark: Settings
+) -> None:
+    written = site.write_lineage(spark)
+    rows = {r["name"]: r for r in json.loads(written.registry.read_text())}
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    for model in models:
+        row = rows[f"{model['schema']}.{model['alias']}"]
+        assert row["layer"] == model["fqn"][1]
+        assert Path(row["location"]).is_dir(), row  # the Delta table is really there
+        assert row["owner"] in ("data-platform", "analytics-engineering")
+    for source in SOURCES:
+        for table in [*ingestion_lineage.contracts(source, spark), "quarantine"]:
+            row = rows[f"bronze_{source}.{table}"]
+            assert row["layer"] == "bronze"
+            assert (Path(row["location"]) / "_delta_log").is_dir(), row
+            assert row["owner"], row
+            assert row["kind"] == f"dlt pipeline bronze_{source} (Delta)"
+    assert rows["bronze_snowflake.customers"]["strategy"] == "replace"
+    assert rows["bronze_redshift.sessions"]["strategy"] == "merge (insert-only)"  # append-only
+    assert rows["bronze_crm.contacts"]["strategy"].startswith("merge")
+    assert rows["ANALYTICS.GOLD.CUSTOMER_360"]["strategy"] == "MERGE on customer_id"
+    assert rows["analytics.gold.customer_360_history"]["layer"] == "warehouse"
+
+
+def test_the_lineage_page_traces_a_gold_column_in_headless_chromium(
+    dbt_built: Path, spark: Settings, browser, screenshot
+) -> None:
+    written = site.write_lineage(spark)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{written.page.as_uri()}#gold.customer_360:lifetime_value")
+    summary = page.locator("#summary")
+    summary.wait_for(timeout=10_000)
+    text = summary.inner_text()
+    assert "gold.customer_360.lifetime_value" in text
+    for table, column in EXPECTED_BRONZE["lifetime_value"]:
+        assert f"{table}.{column}" in text
+    assert "Source systems: fx, snowflake" in text
+    tree = page.locator("#tree").inner_text()
+    assert "silver.int_orders__amounts.order_amount" in tree
+    assert "gold.fx_rates_daily.to_reporting_rate" in tree
+    page.screenshot(path=str(screenshot("lineage-lifetime-value")))
+    # the registry tab
+    page.click("#tab-registry")
+    registry = page.locator("#registry-table").inner_text()
+    assert "bronze_crm.contacts" in registry and "sales-ops" in registry
+    assert "gold.customer_360" in registry and "analytics-engineering" in registry
+    page.screenshot(path=str(screenshot("lineage-registry")))
+    assert screenshot("lineage-lifetime-value").stat().st_size > 20_000
+
+
+def test_the_dbt_docs_site_renders_customer_360_in_headless_chromium(
+    dbt_built: Path, spark: Settings, browser, screenshot
+) -> None:
+    out = site.generate(spark)
+    assert {"index.html", "catalog.json", "manifest.json", "lineage.html"} <= {
+        p.name for p in out.iterdir()
+    }
+    server = site.server(spark, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        base = f"http://127.0.0.1:{server.server_port}"
+        page.goto(f"{base}/#!/model/model.lakehouse.customer_360")
+        page.get_by_text("lifetime_value").first.wait_for(timeout=30_000)
+        body = page.inner_text("body")
+        assert "customer_360" in body and "analytics-engineering" in body
+        assert "Enforced" in body  # the model contract
+        page.screenshot(path=str(screenshot("dbt-docs-customer-360")))
+        # the overview links to the column-lineage page, served beside it
+        page.goto(f"{base}/#!/overview")
+        page.get_by_role("link", name="lineage.html").click()
+        page.locator("#datasets").wait_for(timeout=10_000)
+        assert "gold.customer_360" in page.locator("#datasets").inner_text()
+    finally:
+        server.shutdown()
+        server.server_close()
