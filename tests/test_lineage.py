@@ -240,6 +240,7 @@ def test_a_failed_job_emits_fail_with_the_error(tmp_settings: Settings) -> None:
 
 
 def test_dataset_names_never_carry_credentials() -> None:
+    # pragma: allowlist nextline secret
     url = "postgresql+psycopg2://lakehouse:s3cr%40t@db.internal:5439/analytics"
     assert naming.sql_table(url, "web", "sessions") == naming.DatasetId(
         "postgres://db.internal:5439", "analytics.web.sessions"
@@ -248,7 +249,8 @@ def test_dataset_names_never_carry_credentials() -> None:
     assert naming.sql_table(account, None, "orders") == naming.DatasetId(
         "snowflake://acme-eu1", "RAW.SHOP.ORDERS"
     )
-    api = naming.http_endpoint("https://user:token@crm.example.com:8443/api", "crm/v1/contacts")
+    with_token = "https://user:token@crm.example.com:8443/api"  # pragma: allowlist secret
+    api = naming.http_endpoint(with_token, "crm/v1/contacts")
     assert api == naming.DatasetId("https://crm.example.com:8443", "/api/crm/v1/contacts")
 
 
