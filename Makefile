@@ -19,7 +19,7 @@ SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test up down status ingest dbt-build publish report docs airflow lint format \
+.PHONY: help setup run test up down status ingest dbt-build publish report backfill docs airflow lint format \
         clean clean-data
 
 help: ## list the targets
@@ -95,6 +95,9 @@ publish: $(SETUP) ## publish gold to Snowflake and Redshift (WAREHOUSE=snowflake
 
 report: $(SETUP) ## row count of every table in the lake (engine must be up)
 	$(PY) -m lakehouse report
+
+backfill: $(SETUP) ## reload days of a source and rebuild downstream: SOURCE=fx FROM=YYYY-MM-DD [TO=...]
+	$(PY) -m lakehouse backfill --source $(SOURCE) --from $(FROM) $(if $(TO),--to $(TO))
 
 docs: $(SETUP) ## generate the docs site (dbt docs, column lineage, dataset registry) and serve it on :8081
 	$(PY) -m lakehouse docs --serve $(if $(PORT),--port $(PORT))

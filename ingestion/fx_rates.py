@@ -41,8 +41,14 @@ def fx_source(
     base_currency: str = "USD",
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
+    backfill: bool = False,
 ) -> Iterator[dlt.sources.DltResource]:
-    """Daily rates of ``currencies`` against ``base_currency``, ``start_date`` to ``end_date``."""
+    """Daily rates of ``currencies`` against ``base_currency``, ``start_date`` to ``end_date``.
+
+    Incremental by default: from the last loaded day (minus the revision window) to
+    ``end_date``. With ``backfill``, exactly ``start_date`` to ``end_date``: dlt's incremental
+    with an ``end_value`` reads that range without reading or moving the stored watermark.
+    """
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     client = RESTClient(base_url=base_url)
@@ -92,4 +98,13 @@ def fx_source(
             day += timedelta(days=1)
 
     RATES.register(dlt.current.source_schema())
-    yield rates
+    if backfill:
+        window = dlt.sources.incremental(
+            "rate_date",
+            initial_value=start_date,
+            end_value=end_date + timedelta(days=1),  # the end is open
+            on_cursor_value_missing="include",
+        )
+        yield rates(rate_date=window)
+    else:
+        yield rates

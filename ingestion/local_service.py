@@ -6,7 +6,8 @@ change.
 
 Routes:
   GET /fx/v1/{YYYY-MM-DD}?base=USD&symbols=EUR,GBP
-      daily reference rates; weekends answer with the previous business day, like public feeds
+      daily reference rates; weekends answer with the previous business day, like public feeds;
+      corrections to past days come from a JSON file (lakehouse.systems.fx_corrections_file)
   GET /crm/v1/{contacts|accounts}?updated_since=ISO-8601&page=1&page_size=200
       CRM records changed at or after ``updated_since``, oldest first, paged:
       {"data": [...], "page": 1, "page_size": 200, "total_pages": 7, "total": 1234}
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from ingestion.sample_data import fx
@@ -64,12 +66,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no rates published for {day} yet"})
             return
         published = fx.published_day(requested)
-        body = {
-            "amount": 1.0,
-            "base": base,
-            "date": published.isoformat(),
-            "rates": {c: world.fx_rate(published, c, base) for c in currencies if c != base},
-        }
+        rates = {c: world.fx_rate(published, c, base) for c in currencies if c != base}
+        corrected = self.server.corrections().get(base, {}).get(published.isoformat(), {})
+        rates.update({c: v for c, v in corrected.items() if c in rates})
+        body = {"amount": 1.0, "base": base, "date": published.isoformat(), "rates": rates}
         self._send(HTTPStatus.OK, body)
 
     def _crm(self, entity: str, params: dict[str, str]) -> None:
@@ -124,27 +124,37 @@ class _Handler(BaseHTTPRequestHandler):
 class _Service(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, world: World, token: str) -> None:
+    def __init__(self, port: int, world: World, token: str, corrections: Path | None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.world = world
         self.token = token
+        self.corrections_file = corrections
         self.served: Counter[str] = Counter()  # records sent per route, for tests and debugging
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
+    def corrections(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Rates the publisher corrected after the fact: ``{base: {day: {currency: rate}}}``,
+        read on every request from the corrections file (a real feed revises old days too;
+        this is how a backfill is exercised locally)."""
+        path = self.corrections_file
+        return json.loads(path.read_text()) if path and path.exists() else {}
+
 
 @contextlib.contextmanager
-def serving(world: World, token: str = "local-crm-token", port: int = 0) -> Iterator[str]:
+def serving(
+    world: World, token: str = "local-crm-token", port: int = 0, corrections: Path | None = None
+) -> Iterator[str]:
     """Serve ``world`` in a background thread for the block; yield the base URL."""
-    with serving_service(world, token, port) as service:
+    with serving_service(world, token, port, corrections) as service:
         yield service.url
 
 
 @contextlib.contextmanager
 def serving_service(
-    world: World, token: str = "local-crm-token", port: int = 0
+    world: World, token: str = "local-crm-token", port: int = 0, corrections: Path | None = None
 ) -> Iterator[_Service]:
     """Like ``serving`` but yield the service itself (its ``url``, ``served`` counts, ``world``)."""
-    service = _Service(port, world, token)
+    service = _Service(port, world, token, corrections)
     thread = threading.Thread(target=service.serve_forever, name="local-service", daemon=True)
     thread.start()
     try:

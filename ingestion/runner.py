@@ -22,6 +22,14 @@ SOURCES = ("snowflake", "crm", "redshift", "fx", "kafka")
 
 
 @dataclass(frozen=True)
+class Window:
+    """A backfill: re-read exactly these days of a source that supports it (FX rates)."""
+
+    start: date
+    end: date
+
+
+@dataclass(frozen=True)
 class Replay:
     """Re-read Kafka from an offset (every partition) or from a point in time."""
 
@@ -30,7 +38,12 @@ class Replay:
 
 
 def build(
-    name: str, settings: Settings, endpoints: Any, stats: GuardStats, replay: Replay | None = None
+    name: str,
+    settings: Settings,
+    endpoints: Any,
+    stats: GuardStats,
+    replay: Replay | None = None,
+    window: Window | None = None,
 ) -> Any:
     """The dlt source for ``name``, configured from settings and this run's endpoints."""
     conf = getattr(settings.sources, name)
@@ -46,11 +59,12 @@ def build(
         "fx": lambda: fx_source(
             endpoints.fx_base_url,
             conf.currencies,
-            settings.sample_data.start_date,
-            _fx_end(settings),
+            window.start if window else settings.sample_data.start_date,
+            window.end if window else _fx_end(settings),
             conf.base_currency,
             policy,
             stats,
+            backfill=window is not None,
         ),
         "kafka": lambda: kafka_source(
             endpoints.kafka_bootstrap,
@@ -79,6 +93,7 @@ def ingest(
     sources: Iterable[str] = SOURCES,
     replay: Replay | None = None,
     report: Callable[[str], None] = print,
+    window: Window | None = None,
 ) -> list[bronze.LoadSummary]:
     """Load ``sources`` in order; one summary per source, one OpenLineage run per load."""
     summaries = []
@@ -89,7 +104,7 @@ def ingest(
         read = lineage.inputs(name, settings, endpoints)
         job = f"dlt.{bronze.pipeline_name(name)}"
         with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
-            source = build(name, settings, endpoints, stats, replay)
+            source = build(name, settings, endpoints, stats, replay, window)
             summary = bronze.run(settings, name, source, stats)
             run.outputs = lineage.outputs(name, settings, summary, read)
         report(summary.line())

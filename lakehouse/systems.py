@@ -69,6 +69,11 @@ def snowflake_file(settings: Settings):
     return settings.source_systems_dir / "snowflake.db"
 
 
+def fx_corrections_file(settings: Settings):
+    """Rates the local FX stand-in publishes as corrected: ``{base: {day: {currency: rate}}}``."""
+    return settings.source_systems_dir / "fx_corrections.json"
+
+
 @contextlib.contextmanager
 def running(settings: Settings, generation: int | None = None) -> Iterator[Endpoints]:
     """Make every source system reachable for the block; stop what this call started.
@@ -90,8 +95,11 @@ def running(settings: Settings, generation: int | None = None) -> Iterator[Endpo
         http = None
         if not (os.environ.get("CRM_BASE_URL") and os.environ.get("FX_BASE_URL")):
             http = stack.enter_context(
-                local_service.serving(world(settings, generation), LOCAL_CRM_TOKEN)
-            )
+                local_service.serving(
+                    world(settings, generation), LOCAL_CRM_TOKEN,
+                    corrections=fx_corrections_file(settings),
+                )
+            )  # fmt: skip
         yield Endpoints(
             snowflake_url=os.environ.get("SNOWFLAKE_URL")
             or fill.snowflake_url(snowflake_file(settings)),
