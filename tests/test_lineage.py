@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -228,6 +229,24 @@ def test_openlineage_url_sends_events_to_a_backend_instead_of_the_file(
     assert received[1]["event"]["inputs"][0]["namespace"] == "kafka://broker:9092"
     assert not emit.events_file(tmp_settings).exists()
     assert "OPENLINEAGE__TRANSPORT__TYPE" not in emit.environment(tmp_settings)
+
+
+def test_a_lineage_backend_that_is_down_does_not_fail_the_job(
+    tmp_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{port}")
+    before = set(os.environ)
+    try:
+        with emit.job_run(tmp_settings, "test.unreachable", "DLT", [], "dlt") as run:
+            run.outputs = [Dataset(naming.path_dataset(tmp_settings.home / "t"), rows=1)]
+    finally:
+        for name in set(os.environ) - before:
+            os.environ.pop(name)
+    sent = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
+    assert len(sent) == 2 and "START event of test.unreachable" in sent[0]
 
 
 def test_a_failed_job_emits_fail_with_the_error(tmp_settings: Settings) -> None:

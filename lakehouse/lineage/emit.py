@@ -14,6 +14,7 @@ run that dies half-way is visible as such. Under Airflow, ``OPENLINEAGE_PARENT_I
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ from openlineage.client.uuid import generate_new_uuid
 from lakehouse.config import Settings
 from lakehouse.lineage.naming import DatasetId
 
+log = logging.getLogger(__name__)
 NAMESPACE = "lakehouse"  # job namespace, shared with Airflow's (AIRFLOW__OPENLINEAGE__NAMESPACE)
 PRODUCER = f"urn:lakehouse:{version('lakehouse')}"
 _ELSEWHERE = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE_DISABLED")
@@ -214,6 +216,16 @@ def _event(run: JobRun, state: RunState, run_facets: dict[str, Any]) -> RunEvent
     )
 
 
+def _send(ol: OpenLineageClient, event: RunEvent) -> None:
+    """Lineage never fails the job it describes: a backend that is down costs its events (said
+    in the log), not the load or the publish."""
+    try:
+        ol.emit(event)
+    except Exception as error:  # any transport error: HTTP status, connection, file system
+        log.warning("OpenLineage %s event of %s not sent: %s", event.eventType.value,
+                    event.job.name, error)  # fmt: skip
+
+
 @contextmanager
 def job_run(
     settings: Settings, name: str, integration: str, inputs: Sequence[Dataset], engine: str
@@ -229,7 +241,7 @@ def job_run(
             openlineageAdapterVersion=version("openlineage-python"),
         ),
     }
-    ol.emit(_event(run, RunState.START, facets))
+    _send(ol, _event(run, RunState.START, facets))
     try:
         try:
             yield run
@@ -242,8 +254,8 @@ def job_run(
                     stackTrace="".join(traceback.format_exception(error))[-4000:],
                 ),
             }
-            ol.emit(_event(run, RunState.FAIL, failed))
+            _send(ol, _event(run, RunState.FAIL, failed))
             raise
-        ol.emit(_event(run, RunState.COMPLETE, facets))
+        _send(ol, _event(run, RunState.COMPLETE, facets))
     finally:
         ol.close()
