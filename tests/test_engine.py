@@ -22,6 +22,19 @@ def test_engine_answers_sql_with_delta_catalog(spark) -> None:
     }
 
 
+def test_the_thrift_server_can_load_what_closing_a_session_needs(spark) -> None:
+    """Closing a Thrift session may initialise Hive's FunctionRegistry, which needs a class of
+    hive-llap-common (dropped from Spark 4's jars; engine/pom.xml adds it). Without it, a dbt
+    node whose connection closes at the wrong moment errors with NoClassDefFoundError."""
+    signable = "org.apache.hadoop.hive.llap.security.LlapSigner$Signable"
+    [(loaded,)] = query(spark, f"select reflect('java.lang.Class', 'forName', '{signable}')")
+    assert loaded == f"interface {signable}"
+    # and the UDTF built on it, which the registry instantiates
+    udtf = "org.apache.hadoop.hive.ql.udf.generic.GenericUDTFGetSplits"
+    [(loaded,)] = query(spark, f"select reflect('java.lang.Class', 'forName', '{udtf}')")
+    assert loaded == f"class {udtf}"
+
+
 def test_running_reuses_an_engine_that_is_up(spark) -> None:
     with engine.running(spark) as started_here:
         assert started_here is False
