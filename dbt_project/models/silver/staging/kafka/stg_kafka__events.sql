@@ -20,34 +20,16 @@ with arrived as (
         kafka_partition,
         kafka_offset,
         kafka_timestamp,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- an event stamped over a day before the newest one already seen on its partition
+        event_time < max(event_time) over (
+            partition by kafka_partition order by kafka_offset
+            rows between unbounded preceding and 1 preceding
+        ) - interval 1 day as is_late
     from {{ source('kafka', 'events') }}
     {% if is_incremental() %}
     where _loaded_at > (select coalesce(max(loaded_at), timestamp'1970-01-01') from {{ this }})
     {% endif %}
-),
-
--- Columns are listed, never `*`: column lineage (OpenLineage) is parsed from this SQL.
-ordered as (
-    select
-        event_id,
-        event_type,
-        customer_id,
-        event_at,
-        session_id,
-        order_id,
-        page_url,
-        amount,
-        currency_code,
-        kafka_partition,
-        kafka_offset,
-        loaded_at,
-        -- an event stamped over a day before the newest one already seen on its partition
-        event_at < max(event_at) over (
-            partition by kafka_partition order by kafka_offset
-            rows between unbounded preceding and 1 preceding
-        ) - interval 1 day as is_late
-    from arrived
 )
 
 select
@@ -65,5 +47,5 @@ select
     kafka_partition,
     kafka_offset,
     loaded_at
-from ordered
+from arrived
 qualify row_number() over (partition by event_id order by kafka_partition, kafka_offset) = 1

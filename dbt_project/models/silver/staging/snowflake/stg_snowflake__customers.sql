@@ -1,6 +1,7 @@
 -- Customers, one row per customer_id: the latest version by updated_at, normalised and
 -- validated. Invalid rows stay (flagged with the reasons) so nothing disappears between layers.
-with source as (
+-- Columns are listed, never `*`: column lineage (OpenLineage) is parsed from this SQL.
+with latest as (
     select
         customer_id,
         email,
@@ -12,21 +13,6 @@ with source as (
         updated_at,
         _loaded_at
     from {{ source('snowflake', 'customers') }}
-),
-
--- Columns are listed, never `*`: column lineage (OpenLineage) is parsed from this SQL.
-latest as (
-    select
-        customer_id,
-        email,
-        first_name,
-        last_name,
-        country,
-        phone,
-        signup_date,
-        updated_at,
-        _loaded_at
-    from source
     qualify row_number() over (
         partition by customer_id order by updated_at desc nulls last, email nulls last
     ) = 1
