@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from lakehouse import pii
 from lakehouse.config import Settings
 from lakehouse.jars import engine_jars
 from lakehouse.processes import pid_alive, stop_group
@@ -147,6 +148,8 @@ def launch(settings: Settings) -> subprocess.Popen:
         "SPARK_HOME": str(spark_home()),
         "HIVE_SERVER2_THRIFT_PORT": str(settings.engine.port),
         "HIVE_SERVER2_THRIFT_BIND_HOST": settings.engine.host,
+        # Read while queries run by the dbt macro `pii` (System.getenv), never written into SQL.
+        pii.SALT_ENV: pii.salt(settings),
     }
     with log_file(settings).open("ab") as out:
         proc = subprocess.Popen(

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import yaml
 
 from ingestion.sample_data import fill
-from lakehouse import pipeline, systems
+from lakehouse import pii, pipeline, systems
 from lakehouse import publish as publishing
 from lakehouse.config import DEFAULT_CONFIG_FILE, REPO_ROOT, Settings
 from lakehouse.dbt_cli import DBT_PROFILES_DIR, DBT_PROJECT_DIR
@@ -59,6 +59,11 @@ def _mirror(settings: Settings) -> dict[int, dict]:
 
 
 def _redshift_rows(settings: Settings, sql: str) -> list[tuple]:
+    return _redshift_result(settings, sql)[1]
+
+
+def _redshift_result(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of ``sql`` in the Redshift stand-in's warehouse database."""
     conn = psycopg2.connect(
         host=postgres.HOST, port=settings.services.postgres_port, user=postgres.ROLE,
         password=postgres.PASSWORD, dbname=postgres.WAREHOUSE_DATABASE, sslmode="disable",
@@ -66,7 +71,7 @@ def _redshift_rows(settings: Settings, sql: str) -> list[tuple]:
     try:
         with conn.cursor() as cur:
             cur.execute(sql)
-            return cur.fetchall()
+            return [d[0] for d in cur.description], cur.fetchall()
     finally:
         conn.close()
 
@@ -111,6 +116,36 @@ def test_publishing_twice_changes_nothing(published, warehouses: Settings) -> No
     assert _batches(warehouses, "product_perf") == perf
 
 
+def test_published_tables_hold_no_personal_data_in_clear(published, warehouses: Settings) -> None:
+    """Every value the generator seeded as personal data, searched in every text cell the two
+    warehouses serve; the masked columns hold 64-hex hashes (docs/governance.md)."""
+    known = systems.world(warehouses, 1).personal_data()
+    served = {
+        "snowflake gold.customer_360": _snowflake_rows(
+            warehouses, "select * from gold.customer_360"
+        ),
+        "snowflake gold.product_perf": _snowflake_rows(
+            warehouses, "select * from gold.product_perf"
+        ),
+    }
+    for table in ("customer_360_history", "product_perf_history"):
+        names, rows = _redshift_result(warehouses, f"select * from gold.{table}")
+        served[f"redshift gold.{table}"] = [dict(zip(names, r, strict=True)) for r in rows]
+    assert all(served.values())
+    leaks = {
+        (table, column)
+        for table, rows in served.items()
+        for row in rows
+        for column, value in row.items()
+        if isinstance(value, str) and value.strip().lower() in known
+    }
+    assert leaks == set(), f"personal data in clear in the warehouses: {sorted(leaks)}"
+    for table in ("snowflake gold.customer_360", "redshift gold.customer_360_history"):
+        for column in ("email", "full_name", "crm_owner_email"):
+            values = {row[column] for row in served[table]} - {None}
+            assert values and all(len(v) == 64 and int(v, 16) >= 0 for v in values), column
+
+
 def _rebuild_gold(settings: Settings) -> publishing.Snapshot:
     """Re-ingest the Snowflake source and rebuild gold from it: the pipeline, minus Kafka & co."""
     pipeline.ingest(settings, ["snowflake"])
@@ -130,8 +165,10 @@ def test_changed_customers_update_exactly_those_rows(published, warehouses: Sett
     # Some customers change their name in the source system; the pipeline runs again.
     engine = sa.create_engine(fill.snowflake_url(systems.snowflake_file(settings)))
     with engine.begin() as conn:
-        named = "select customer_id from customers where last_name is not null order by 1"
-        ids = [r[0] for r in conn.execute(sa.text(named))][::9][:6]
+        named = ("select customer_id, first_name, last_name from customers"
+                 " where last_name is not null order by 1")  # fmt: skip
+        picked = list(conn.execute(sa.text(named)))[::9][:6]
+        ids = [r[0] for r in picked]
         rename = "update customers set last_name = last_name || '-Renamed' where customer_id = :id"
         conn.execute(sa.text(rename), [{"id": i} for i in ids])
     engine.dispose()
@@ -146,8 +183,11 @@ def test_changed_customers_update_exactly_those_rows(published, warehouses: Sett
     assert set(mirror) == set(new)
     rewritten = {k for k, row in mirror.items() if row["_batch_id"] == after.batch_id}
     assert rewritten == set(ids)
-    for key in ids:
-        assert mirror[key]["full_name"].endswith("-Renamed")
+    salt = pii.salt(settings)  # names are served as salted hashes (docs/governance.md)
+    for key, first, last in picked:
+        assert mirror[key]["full_name"] == pii.digest(
+            f"{first.strip()} {last.strip()}-Renamed", salt
+        )
     for key in set(new) - set(ids):
         assert mirror[key] == mirror_before[key], f"unchanged customer {key} was rewritten"
     # Redshift: exactly one new batch, the whole new snapshot; the earlier ones as they were.

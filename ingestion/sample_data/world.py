@@ -309,6 +309,18 @@ class World:
                 row["owner"] = rng.choice(OWNERS)
         return rows
 
+    def personal_data(self) -> set[str]:
+        """Every personal value seeded into the sources (emails, names, phones), trimmed and
+        lower-cased: what must never leave bronze in clear (tests/test_pii.py)."""
+        values: set[str | None] = set()
+        for c in self.customers:
+            values |= {c["email"], c["first_name"], c["last_name"], c["phone"],
+                       f"{c['first_name']} {c['last_name']}"}  # fmt: skip
+        for contact in self.crm_contacts:
+            values |= {contact["email"], contact["owner"]}
+        values |= {account["owner"] for account in self.crm_accounts}
+        return {v.strip().lower() for v in values if v}
+
     def _changed(self, rows: list[dict], entity: str) -> list[dict]:
         """Records changed in generation 2; some changes arrive late (updated_at in the past)."""
         rng = self._rng("changes", entity)

@@ -1,5 +1,6 @@
 -- Customers, one row per customer_id: the latest version by updated_at, normalised and
 -- validated. Invalid rows stay (flagged with the reasons) so nothing disappears between layers.
+-- Personal data is validated here, then leaves as salted hashes (macro `pii`, yml `meta.pii`).
 -- Columns are listed, never `*`: column lineage (OpenLineage) is parsed from this SQL.
 with latest as (
     select
@@ -35,13 +36,13 @@ cleaned as (
 
 select
     customer_id,
-    email,
+    {{ pii('email') }} as email,
     {{ is_valid_email('email') }} as has_valid_email,
-    first_name,
-    last_name,
-    concat_ws(' ', first_name, last_name) as full_name,
+    {{ pii('first_name') }} as first_name,
+    {{ pii('last_name') }} as last_name,
+    {{ pii('full_name', "concat_ws(' ', first_name, last_name)") }} as full_name,
     country_code,
-    phone,
+    {{ pii('phone') }} as phone,
     signup_date,
     signup_date_raw,
     updated_at,
