@@ -161,6 +161,26 @@ class SampleDataConfig(_Strict):
     days: int = Field(60, ge=7)
 
 
+class CostConfig(_Strict):
+    """Prices a job's cost is estimated with (lakehouse/ops.py). Defaults are list prices of a
+    general-purpose cloud vCPU-hour and of object storage; set your own."""
+
+    currency: CurrencyCode = "USD"
+    per_core_hour: float = Field(0.05, ge=0)
+    per_gb_month: float = Field(0.023, ge=0)
+    # Cores a job of each step occupies: ingestion and publish are one Python process each;
+    # dbt's work runs on the engine (local[*]: every core of this machine by default).
+    cores: dict[Literal["ingest", "dbt", "publish"], float] = {
+        "ingest": 1.0,
+        "dbt": float(os.cpu_count() or 1),
+        "publish": 1.0,
+    }
+
+
+class OpsConfig(_Strict):
+    cost: CostConfig = CostConfig()
+
+
 class Settings(_Strict):
     """The whole configuration. ``home`` is where the lake, warehouse and metastore live."""
 
@@ -172,6 +192,7 @@ class Settings(_Strict):
     sources: SourcesConfig
     publish: PublishConfig
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    ops: OpsConfig = OpsConfig()
 
     @property
     def lake_dir(self) -> Path:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lakehouse import ops, pii
 from lakehouse.config import REPO_ROOT, Settings
 from lakehouse.lineage import emit
 
@@ -22,6 +23,8 @@ PROFILE = "lakehouse"
 # dbt-ol reports these commands, on dbt-spark's thrift method only: on `session` it raises.
 LINEAGE_COMMANDS = {"build", "run", "test", "seed", "snapshot"}
 LINEAGE_TARGETS = {"local", "cluster"}
+# Invocations that write tables: their models are recorded in ops.run_metrics (lakehouse/ops.py).
+METRICS_COMMANDS = {"build", "run", "seed", "snapshot"}
 
 
 def _target(args: tuple[str, ...]) -> str:
@@ -63,6 +66,8 @@ def dbt(
         subprocess.run(deps, env=dbt_env(settings), check=True)
     env = dbt_env(settings)
     target = _target(args)
+    if target == "session":  # Spark runs inside this dbt process: it needs the salt itself
+        env[pii.SALT_ENV] = pii.salt(settings)
     if args and args[0] in LINEAGE_COMMANDS and target in LINEAGE_TARGETS:
         # dbt-ol runs dbt, then emits a START/COMPLETE pair per node with column lineage. It
         # starts the `dbt` found on PATH, so this environment's comes first.
@@ -75,11 +80,17 @@ def dbt(
         # Name profile and target as Cosmos does: dbt keys its partial parse on them, and an
         # implicit target made every Airflow build after a CLI build parse the project afresh.
         cmd += ["--profile", PROFILE, "--target", target]
-    return subprocess.run(
-        cmd,
-        env=env,
-        check=check,
-        capture_output=capture,
-        text=capture,
-        timeout=timeout_s,
-    )
+    result = subprocess.run(cmd, env=env, capture_output=capture, text=capture, timeout=timeout_s)
+    if args and args[0] in METRICS_COMMANDS and target in LINEAGE_TARGETS:
+        _record_metrics(settings)
+    if check:
+        result.check_returncode()
+    return result
+
+
+def _record_metrics(settings: Settings) -> None:
+    """Add the invocation's models to ops.run_metrics; a failure to record never fails dbt."""
+    try:
+        ops.record_dbt(settings, DBT_PROJECT_DIR / "target")
+    except Exception as exc:  # e.g. dbt died before writing run_results.json
+        print(f"[lakehouse] warning: dbt run metrics not recorded: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lakehouse import pii
+from lakehouse import ops, pii
 from lakehouse.config import Settings
 from lakehouse.jars import engine_jars
 from lakehouse.processes import pid_alive, stop_group
@@ -143,6 +143,7 @@ def launch(settings: Settings) -> subprocess.Popen:
     for folder in (settings.state_dir, settings.log_dir, settings.metastore_dir,
                    settings.warehouse_dir, settings.lake_dir, settings.home / "tmp"):  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
+    ops.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
     env = {
         **os.environ,
         "SPARK_HOME": str(spark_home()),

@@ -27,7 +27,8 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -38,7 +39,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakehouse import catalog
+from lakehouse import catalog, ops
 from lakehouse.config import Settings
 from lakehouse.dbt_cli import dbt
 from lakehouse.lineage import emit, naming
@@ -80,6 +81,26 @@ class PublishResult:
     warehouse: str
     seconds: dict[str, float] = field(default_factory=dict)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@contextmanager
+def _metrics(
+    settings: Settings, result: PublishResult, snapshots: dict[str, Snapshot]
+) -> Iterator[None]:
+    """Record the warehouse's publish in ops.run_metrics, as it ended (success or error)."""
+    started = datetime.now(UTC)
+    job = ops.JobMetrics("publish", result.warehouse, started, started, "success",
+                         rows_read=sum(s.data.num_rows for s in snapshots.values()))  # fmt: skip
+    try:
+        yield
+    except Exception as exc:
+        job.status, job.error = "error", str(exc)[:2000]
+        raise
+    finally:
+        job.ended_at = datetime.now(UTC)
+        job.rows_written = sum(t.get("staged", 0) for t in result.tables.values())
+        job.details = {"tables": result.tables, "seconds": result.seconds}
+        ops.record(settings, [job])
 
 
 # --- snapshots and fingerprints ----------------------------------------------------------------
@@ -254,6 +275,7 @@ def publish(
         results.append(result)
         gold = {s.table: _gold_dataset(settings, s) for s in snapshots.values()}
         with (
+            _metrics(settings, result, snapshots),
             emit.job_run(
                 settings, f"publish.{name}", "LAKEHOUSE", list(gold.values()), "lakehouse"
             ) as run,

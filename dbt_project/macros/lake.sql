@@ -29,9 +29,15 @@
 
 {#- The dlt dataset a source's tables live in, from `meta.bronze_dataset` of the table or source. -#}
 {% macro bronze_dataset(source_node) %}
+  {{ return(source_meta_value(source_node, 'bronze_dataset')) }}
+{% endmacro %}
+
+
+{#- `meta.<key>` of a source table, else of its source; none when neither sets it. -#}
+{% macro source_meta_value(source_node, key) %}
   {%- for meta in [source_node.meta, source_node.config.get('meta'), source_node.source_meta] -%}
-    {%- if meta and meta.get('bronze_dataset') -%}
-      {{ return(meta['bronze_dataset']) }}
+    {%- if meta and meta.get(key) -%}
+      {{ return(meta[key]) }}
     {%- endif -%}
   {%- endfor -%}
   {{ return(none) }}
@@ -40,15 +46,17 @@
 
 {#-
   Register every bronze source as an external Delta table over the path dlt wrote, so Spark
-  reads it through its Delta transaction log. Runs as an on-run-start hook; idempotent.
+  reads it through its Delta transaction log; likewise a source whose meta names its `lake_path`
+  (ops.run_metrics). Runs as an on-run-start hook; idempotent.
 -#}
 {% macro register_bronze_sources() %}
   {#- Only the lake engine reads bronze; warehouse targets (publish) have no lake. -#}
   {%- if execute and target.type == 'spark' -%}
     {%- set lake = lake_dir() -%}
     {%- for node in graph.sources.values() -%}
-      {%- if bronze_dataset(node) -%}
-        {%- set location = bronze_location(node, lake) -%}
+      {%- set lake_path = source_meta_value(node, 'lake_path') -%}
+      {%- if bronze_dataset(node) or lake_path -%}
+        {%- set location = (lake ~ '/' ~ lake_path) if lake_path else bronze_location(node, lake) -%}
         {%- do run_query('create schema if not exists ' ~ node.schema) -%}
         {%- do run_query(
             'create table if not exists ' ~ node.schema ~ '.' ~ node.identifier

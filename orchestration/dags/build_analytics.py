@@ -17,7 +17,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from lakehouse_airflow import assets
-from lakehouse_airflow.defaults import deadline, default_args, run_cli
+from lakehouse_airflow.defaults import deadline, default_args, record_dbt_metrics, run_cli
 from lakehouse_airflow.settings import load
 
 cfg = load()
@@ -62,6 +62,9 @@ with DAG(
             # the watching tasks poll the producer's XCom in their slot, no deferral round trip
             "deferrable": False,
             "poke_interval": 2,
+            # the task that ran dbt records its models in ops.run_metrics (lakehouse/ops.py)
+            "callback": record_dbt_metrics,
+            "callback_args": {"lakehouse": str(cfg.lakehouse)},
         },
     )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
@@ -39,11 +41,17 @@ def deadline(within: timedelta, promise: str) -> DeadlineAlert:
 
 def lineage_parent() -> dict[str, str]:
     """The running task's OpenLineage run, named so that the runs the command emits (its dlt
-    loads, its publish) become children of the task's run in the lineage graph."""
+    loads, its publish) become children of the task's run in the lineage graph; and the DAG
+    run's id, under which the command records its jobs' metrics."""
     from airflow.providers.openlineage.plugins.macros import lineage_parent_id
     from airflow.sdk import get_current_context
 
-    return {"OPENLINEAGE_PARENT_ID": lineage_parent_id(get_current_context()["ti"])}
+    context = get_current_context()
+    return {
+        "OPENLINEAGE_PARENT_ID": lineage_parent_id(context["ti"]),
+        # ops.run_metrics groups the jobs of one DAG run under its run id (lakehouse/ops.py).
+        "LAKEHOUSE_RUN_ID": f"{context['dag'].dag_id}/{context['run_id']}",
+    }
 
 
 def run_cli(argv: Sequence[str], log: Any) -> str:
@@ -63,3 +71,21 @@ def run_cli(argv: Sequence[str], log: Any) -> str:
         tail = " | ".join(lines[-5:])
         raise AirflowException(f"`{' '.join(map(str, argv[1:]))}` exited {proc.returncode}: {tail}")
     return "\n".join(lines)
+
+
+def record_dbt_metrics(project_dir: str, lakehouse: str, context: Any = None, **_: Any) -> None:
+    """Cosmos callback after a dbt command: record its models in ops.run_metrics under the DAG
+    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/ops.py). Only the task that ran
+    dbt has a run_results.json; recording never fails the task (the models were built)."""
+    target = Path(project_dir) / "target"
+    if not (target / "run_results.json").is_file():
+        return
+    env = dict(os.environ)
+    if context:
+        env["LAKEHOUSE_RUN_ID"] = f"{context['dag'].dag_id}/{context['run_id']}"
+    done = subprocess.run([lakehouse, "ops", "record-dbt", "--target-dir", str(target)],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        logging.getLogger("record_dbt_metrics").warning(
+            "dbt run metrics not recorded: %s", done.stdout[-500:] + done.stderr[-500:]
+        )
