@@ -93,7 +93,7 @@ dbt-build: $(SETUP) ## dbt build against the running engine (make up first), wit
 publish: $(SETUP) ## publish gold to Snowflake and Redshift (WAREHOUSE=snowflake|redshift for one)
 	$(PY) -m lakehouse publish $(if $(WAREHOUSE),--warehouse $(WAREHOUSE))
 
-report: $(SETUP) ## row count of every table in the lake (engine must be up)
+report: $(SETUP) ## watchdog report (HTML: freshness, volume, DQ, runs, cost); row counts if the engine is up
 	$(PY) -m lakehouse report
 
 backfill: $(SETUP) ## reload days of a source and rebuild downstream: SOURCE=fx FROM=YYYY-MM-DD [TO=...]

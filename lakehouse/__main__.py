@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from ingestion.runner import SOURCES, Replay
-from lakehouse import backfill, dbt_cli, engine, pipeline, systems, watchdog
+from lakehouse import backfill, dbt_cli, engine, ops, pipeline, report, systems, watchdog
 from lakehouse.config import ConfigError, Settings, load_settings
 from lakehouse.jars import engine_jars
 from lakehouse.lineage import emit, graph, site
@@ -70,7 +71,17 @@ def main(argv: list[str] | None = None) -> int:
                          help="rebuild the Snowflake mirrors from the snapshot (the repair "
                          "after a failed reconciliation); Redshift histories are never "
                          "rebuilt")  # fmt: skip
-    commands.add_parser("report", help="row count of every bronze, silver and gold table")
+    report_cmd = commands.add_parser(
+        "report", help="write the watchdog report (HTML: freshness, volume, DQ, runs, cost); "
+        "with the engine up, also print the row count of every table"
+    )  # fmt: skip
+    report_cmd.add_argument("--html-only", action="store_true",
+                            help="only the HTML report (no engine needed)")  # fmt: skip
+    ops_cmd = commands.add_parser("ops", help="run metrics (ops.run_metrics): show or record")
+    ops_cmd.add_argument("action", choices=["show", "record-dbt"])
+    ops_cmd.add_argument("--run", help="show: only this run id (default: the latest run)")
+    ops_cmd.add_argument("--target-dir", help="record-dbt: the dbt target folder whose "
+                         "run_results.json and manifest.json to record")  # fmt: skip
     watch = commands.add_parser(
         "watchdog", help="judge bronze volume or quarantine growth; exit 1 on a breach"
     )
@@ -171,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"publish failed: {exc}", file=sys.stderr)
                 return 1
         case "report":
-            pipeline.report(settings)
+            if not args.html_only and engine.is_up(settings):
+                pipeline.report(settings)
+            pipeline.say(f"watchdog report: {report.write(settings)}")
+        case "ops":
+            return _ops(settings, args)
         case "watchdog":
             return _watchdog(settings, args)
         case "airflow":
@@ -221,6 +236,35 @@ def _lineage(settings: Settings, dataset: str, column: str) -> int:
 
     show(lineage.trace(node, column), 0)
     return 0
+
+
+def _ops(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "record-dbt":
+        if not args.target_dir:
+            print("record-dbt needs --target-dir", file=sys.stderr)
+            return 2
+        recorded = ops.record_dbt(settings, Path(args.target_dir))
+        pipeline.say(f"{recorded} dbt job(s) recorded in {ops.TABLE} (run {ops.run_id()})")
+        return 0
+    rows = ops.read(settings)
+    run = args.run or (rows[-1]["run_id"] if rows else None)
+    rows = [r for r in rows if r["run_id"] == run]
+    if not rows:
+        print("no run recorded yet" if run is None else f"no run {run}", file=sys.stderr)
+        return 1
+    print(f"run {run}")
+    for r in rows:
+        print(f"  {r['step']:<8} {r['job']:<42} {r['status']:<8} {r['duration_s']:>7.1f}s "
+              f"read {_count(r['rows_read']):>9} written {_count(r['rows_written']):>9} "
+              f"quarantined {_count(r['rows_quarantined']):>6} "
+              f"cost {r['compute_cost']:.5f} {r['currency']}")  # fmt: skip
+    total = sum(r["compute_cost"] for r in rows)
+    print(f"  {len(rows)} jobs, compute cost {total:.4f} {rows[0]['currency']}")
+    return 0
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _watchdog(settings: Settings, args: argparse.Namespace) -> int:

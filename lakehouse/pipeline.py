@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
-from lakehouse import catalog, engine, systems
+from lakehouse import catalog, engine, ops, systems
 from lakehouse import publish as publishing
+from lakehouse import report as watchdog_report
 from lakehouse.config import Settings
 from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt
 from lakehouse.lineage import site
@@ -74,6 +75,7 @@ def run(settings: Settings) -> dict[str, float]:
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    say(f"run {ops.run_id()} (ops.run_metrics)")
     with engine.starting(settings) as engine_ready:
         # The engine's JVM boots while ingestion runs: ingestion writes Delta without Spark.
         with step("ingest", timings):
@@ -88,6 +90,7 @@ def run(settings: Settings) -> dict[str, float]:
             publish(settings)
         with step("report", timings):
             report(settings)
+            say(f"  watchdog report: {watchdog_report.write(settings)}")
         with step("lineage", timings):
             lineage_page(settings)
     timings["total"] = time.perf_counter() - started

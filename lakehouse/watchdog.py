@@ -31,7 +31,7 @@ class Finding:
     message: str
 
 
-def _commits(path: Path) -> list[tuple[datetime, int]]:
+def commits(path: Path) -> list[tuple[datetime, int]]:
     """(commit time, rows written) of every commit of the Delta table at ``path``."""
     try:
         history = DeltaTable(str(path)).history()
@@ -92,7 +92,7 @@ def volume(settings: Settings, conf: WatchdogConfig | None = None) -> list[Findi
     for source, tables in bronze_tables(settings).items():
         for table in tables:
             daily: dict[date, int] = defaultdict(int)
-            for at, rows in _commits(table):
+            for at, rows in commits(table):
                 daily[at.date()] += rows
             breach, message = judge_volume(daily, conf)
             findings.append(Finding(f"bronze_{source}.{table.name}", breach, message))
@@ -107,9 +107,9 @@ def quarantine_growth(
     since = (now or datetime.now(UTC)) - timedelta(hours=conf.quarantine_window_h)
     findings = []
     for source, tables in bronze_tables(settings).items():
-        loaded = sum(rows for t in tables for at, rows in _commits(t) if at >= since)
+        loaded = sum(rows for t in tables for at, rows in commits(t) if at >= since)
         quarantine = settings.bronze_dir / source / QUARANTINE_TABLE
-        quarantined = sum(rows for at, rows in _commits(quarantine) if at >= since)
+        quarantined = sum(rows for at, rows in commits(quarantine) if at >= since)
         read = loaded + quarantined
         share = quarantined / read if read else 0.0
         findings.append(Finding(

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ingestion.runner import SOURCES
-from lakehouse import pipeline
+from lakehouse import ops, pipeline, report
 from lakehouse.config import AlertConfig, RetryConfig, SchedulesConfig, Settings
 from lakehouse.lineage import emit, graph
 from lakehouse.services import airflow
@@ -188,6 +188,19 @@ def test_ingest_triggers_the_build_through_assets(stack: Stack) -> None:
     # ingest_sources kept its 30-minute promise
     assert not [a for a in stack.alerts() if a.get("run_id") == ingest_run]
 
+    # both DAG runs recorded their jobs in ops.run_metrics under their own run ids: the loads
+    # (through the CLI), every model of the Cosmos build (its callback) and the publishes
+    metrics = ops.read(stack.settings)
+    jobs = {(m["run_id"], m["step"], m["job"]) for m in metrics if m["status"] == "success"}
+    assert {("ingest_sources/" + ingest_run, "ingest", f"bronze_{s}") for s in SOURCES} <= jobs
+    built = {job for run, step, job in jobs if run == f"build_analytics/{build_id}"}
+    assert {
+        "gold.customer_360",
+        "silver.stg_snowflake__customers",
+        "snowflake",
+        "redshift",
+    } <= built
+
 
 def _airflow_lineage(stack: Stack) -> tuple[list[dict], list[dict]]:
     """(events of Airflow-run work, events of CLI runs): Airflow's own file, plus the runs the
@@ -306,8 +319,12 @@ def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> 
     ok = client.trigger("dq_watchdog", {"quarantine_max_share": 0.5})
     assert client.wait("dq_watchdog", ok, timeout_s=600)["state"] == "success"
     assert stack.states("dq_watchdog", ok) == {
-        "source_freshness": "success", "volume": "success", "quarantine_growth": "success"
+        "source_freshness": "success", "volume": "success", "quarantine_growth": "success",
+        "report": "success",
     }  # fmt: skip
+    page = report.path(stack.settings)
+    refreshed = page.stat().st_mtime
+    assert "Freshness per source" in page.read_text()
 
     # the suite's sample data is dirty on purpose: Kafka quarantined rows in the last hour
     breach = client.trigger("dq_watchdog", {"quarantine_max_share": 0.0})
@@ -315,6 +332,8 @@ def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> 
     states = stack.states("dq_watchdog", breach)
     assert states["quarantine_growth"] == "failed"
     assert states["volume"] == states["source_freshness"] == "success"
+    assert states["report"] == "success", "a breach does not stop the report that shows it"
+    assert page.stat().st_mtime > refreshed
     alert = next(a for a in stack.alerts() if a["run_id"] == breach)
     assert alert["task_id"] == "quarantine_growth"
     assert alert["try_number"] == 1  # a breach is not retried
