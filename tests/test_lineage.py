@@ -297,6 +297,14 @@ def test_the_registry_lists_every_dataset_with_location_layer_and_owner(
     assert rows["bronze_crm.contacts"]["strategy"].startswith("merge")
     assert rows["ANALYTICS.GOLD.CUSTOMER_360"]["strategy"] == "MERGE on customer_id"
     assert rows["analytics.gold.customer_360_history"]["layer"] == "warehouse"
+    # where personal data lives, from the yml's meta.pii tags (docs/governance.md)
+    assert rows["bronze_snowflake.customers"]["personal_data"] == (
+        "email (email), first_name (name), last_name (name), phone (phone)"
+    )
+    expected = "email (email), full_name (name), crm_owner_email (email)"
+    assert rows["gold.customer_360"]["personal_data"] == expected
+    assert rows["ANALYTICS.GOLD.CUSTOMER_360"]["personal_data"] == expected
+    assert rows["gold.fct_orders"]["personal_data"] == ""
 
 
 def test_the_lineage_page_traces_a_gold_column_in_headless_chromium(

@@ -210,7 +210,8 @@ function fromHash() {
 
 function renderRegistry() {
   const section = document.getElementById("registry");
-  const cols = ["name", "layer", "location", "owner", "kind", "strategy", "description"];
+  const cols = ["name", "layer", "location", "owner", "kind", "strategy", "personal_data",
+                "description"];
   const table = el("table", {id: "registry-table"});
   table.append(el("tr", {}, ...cols.map(c => el("th", {}, c))));
   for (const r of DATA.registry) table.append(el("tr", {}, ...cols.map(c =>

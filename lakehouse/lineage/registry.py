@@ -45,6 +45,16 @@ def _strategy(table: dict[str, Any]) -> str:
     return f"{disposition} ({merge})" if merge else str(disposition)
 
 
+def personal_data(node: dict[str, Any]) -> str:
+    """The node's columns tagged ``meta.pii`` (docs/governance.md), as "column (kind)"."""
+    tagged = []
+    for name, column in (node.get("columns") or {}).items():
+        meta = {**((column.get("config") or {}).get("meta") or {}), **(column.get("meta") or {})}
+        if meta.get("pii"):
+            tagged.append(f"{name} ({meta['pii']})")
+    return ", ".join(tagged)
+
+
 def build(settings: Settings, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Registry rows, bronze to warehouse."""
     rows: list[dict[str, Any]] = []
@@ -69,6 +79,7 @@ def build(settings: Settings, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                 "kind": f"dlt pipeline {pipeline_name(source)} (Delta)",
                 "strategy": _strategy(spec),
                 "source_system": meta.get("source_system", source),
+                "personal_data": personal_data(declared),
                 "description": _first_sentence(declared.get("description"))
                 or (f"Records {source} could not load, with the reason."
                     if table == "quarantine" else ""),
@@ -78,7 +89,9 @@ def build(settings: Settings, manifest: dict[str, Any]) -> list[dict[str, Any]]:
         key=lambda n: (n["fqn"][1:2], n["schema"], n["alias"]),
     )
     owners: dict[str, str] = {}
+    tagged: dict[str, str] = {}
     for node in models:
+        tagged[node["alias"]] = personal_data(node)
         config = node.get("config", {})
         owner = (config.get("meta") or {}).get("owner") or node.get("meta", {}).get("owner", "")
         owners[node["alias"]] = owner
@@ -91,6 +104,7 @@ def build(settings: Settings, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{config.get('file_format') or 'default format'})",
             "strategy": config.get("incremental_strategy") or "rebuilt each run",
             "source_system": "",
+            "personal_data": personal_data(node),
             "description": _first_sentence(node.get("description")),
         })  # fmt: skip
     for wh_name in settings.publish.warehouses:
@@ -107,6 +121,7 @@ def build(settings: Settings, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                 "kind": f"published from gold.{table}",
                 "strategy": strategy,
                 "source_system": wh_name,
+                "personal_data": tagged.get(table, ""),
                 "description": f"gold.{table} served in {wh_name.capitalize()}.",
             })  # fmt: skip
     return rows
