@@ -166,10 +166,12 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 def bronze_tables(manifest: Path) -> dict[str, list[str]]:
-    """Source system -> its bronze tables, from the dbt sources that declare them."""
+    """Source system -> its bronze tables, from the dbt sources that declare them (the other
+    sources, such as ops.run_metrics, are not loaded by ingest_sources)."""
     tables: dict[str, list[str]] = {}
     for source in json.loads(manifest.read_text())["sources"].values():
-        tables.setdefault(source["source_name"], []).append(source["name"])
+        if source["schema"].startswith("bronze_"):
+            tables.setdefault(source["source_name"], []).append(source["name"])
     return tables
 
 
