@@ -189,17 +189,19 @@ def test_ingest_triggers_the_build_through_assets(stack: Stack) -> None:
     assert not [a for a in stack.alerts() if a.get("run_id") == ingest_run]
 
     # both DAG runs recorded their jobs in ops.run_metrics under their own run ids: the loads
-    # (through the CLI), every model of the Cosmos build (its callback) and the publishes
-    metrics = ops.read(stack.settings)
-    jobs = {(m["run_id"], m["step"], m["job"]) for m in metrics if m["status"] == "success"}
+    # (through the CLI), every model of the Cosmos build (its callback records them in a
+    # detached process: give it a moment) and the publishes
+    expected = {"gold.customer_360", "silver.stg_snowflake__customers", "snowflake", "redshift"}
+    waited = time.monotonic() + 60
+    while True:
+        metrics = ops.read(stack.settings)
+        jobs = {(m["run_id"], m["step"], m["job"]) for m in metrics if m["status"] == "success"}
+        built = {job for run, step, job in jobs if run == f"build_analytics/{build_id}"}
+        if expected <= built or time.monotonic() > waited:
+            break
+        time.sleep(2)
     assert {("ingest_sources/" + ingest_run, "ingest", f"bronze_{s}") for s in SOURCES} <= jobs
-    built = {job for run, step, job in jobs if run == f"build_analytics/{build_id}"}
-    assert {
-        "gold.customer_360",
-        "silver.stg_snowflake__customers",
-        "snowflake",
-        "redshift",
-    } <= built
+    assert expected <= built, (built, (stack.settings.log_dir / "ops-record.log").read_text())
 
 
 def _airflow_lineage(stack: Stack) -> tuple[list[dict], list[dict]]:

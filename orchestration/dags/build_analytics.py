@@ -64,7 +64,10 @@ with DAG(
             "poke_interval": 2,
             # the task that ran dbt records its models in ops.run_metrics (lakehouse/ops.py)
             "callback": record_dbt_metrics,
-            "callback_args": {"lakehouse": str(cfg.lakehouse)},
+            "callback_args": {
+                "lakehouse": str(cfg.lakehouse),
+                "log_file": str(cfg.home / "logs" / "ops-record.log"),
+            },
         },
     )
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -73,19 +74,28 @@ def run_cli(argv: Sequence[str], log: Any) -> str:
     return "\n".join(lines)
 
 
-def record_dbt_metrics(project_dir: str, lakehouse: str, context: Any = None, **_: Any) -> None:
+def record_dbt_metrics(
+    project_dir: str, lakehouse: str, log_file: str, context: Any = None, **_: Any
+) -> None:
     """Cosmos callback after a dbt command: record its models in ops.run_metrics under the DAG
-    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/ops.py). Only the task that ran
-    dbt has a run_results.json; recording never fails the task (the models were built)."""
+    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/ops.py).
+
+    Only the task that ran dbt has a run_results.json. The artifacts are copied (Cosmos deletes
+    its temporary project when the callback returns) and recorded by a detached process, so the
+    task does not wait for a Python start-up; the recorder's output goes to ``log_file``, and a
+    copy it could not record stays for a person to look at."""
     target = Path(project_dir) / "target"
     if not (target / "run_results.json").is_file():
         return
+    keep = Path(tempfile.mkdtemp(prefix="dbt-metrics-"))
+    for name in ("run_results.json", "manifest.json"):
+        shutil.copy2(target / name, keep / name)
     env = dict(os.environ)
     if context:
         env["LAKEHOUSE_RUN_ID"] = f"{context['dag'].dag_id}/{context['run_id']}"
-    done = subprocess.run([lakehouse, "ops", "record-dbt", "--target-dir", str(target)],
-                          env=env, capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        logging.getLogger("record_dbt_metrics").warning(
-            "dbt run metrics not recorded: %s", done.stdout[-500:] + done.stderr[-500:]
-        )
+    script = '"$0" ops record-dbt --target-dir "$1" && rm -rf "$1"'
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        subprocess.Popen(["/bin/sh", "-c", script, lakehouse, str(keep)], env=env,
+                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)  # fmt: skip
