@@ -96,6 +96,7 @@ def record_dbt_metrics(
     script = '"$0" ops record-dbt --target-dir "$1" && rm -rf "$1"'
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        subprocess.Popen(["/bin/sh", "-c", script, lakehouse, str(keep)], env=env,
-                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True)  # fmt: skip
+        # niced: it must not slow the watcher tasks still finishing beside it
+        argv = ["nice", "-n", "19", "/bin/sh", "-c", script, lakehouse, str(keep)]
+        subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
