@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from ingestion import bronze, lineage
@@ -104,34 +104,25 @@ def ingest(
         stats = GuardStats()
         read = lineage.inputs(name, settings, endpoints)
         job = f"dlt.{bronze.pipeline_name(name)}"
-        started = datetime.now(UTC)
-        try:
+        with ops.recording(settings, "ingest", bronze.pipeline_name(name)) as metrics:
             with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
                 source = build(name, settings, endpoints, stats, replay, window)
                 summary = bronze.run(settings, name, source, stats)
                 run.outputs = lineage.outputs(name, settings, summary, read)
-        except Exception as exc:
-            failed = ops.JobMetrics("ingest", bronze.pipeline_name(name), started,
-                                    datetime.now(UTC), "error", error=str(exc)[:2000])  # fmt: skip
-            ops.record(settings, [failed])
-            raise
-        ops.record(settings, [_metrics(settings, summary, started)])
+            _fill_metrics(metrics, settings, summary)
         report(summary.line())
         summaries.append(summary)
     return summaries
 
 
-def _metrics(settings: Settings, summary: bronze.LoadSummary, started: datetime) -> ops.JobMetrics:
-    """The load's row in ops.run_metrics, from dlt's and the guard's counts and Delta's log."""
+def _fill_metrics(metrics: ops.JobMetrics, settings: Settings, summary: bronze.LoadSummary) -> None:
+    """The load's counts in ops.run_metrics, from dlt's and the guard's counts and Delta's log."""
     dataset_dir = settings.bronze_dir / summary.source
-    written_bytes = sum(ops.added_bytes(dataset_dir / name, t.versions)
-                        for name, t in summary.tables.items())  # fmt: skip
+    metrics.rows_read, metrics.rows_written = summary.read, summary.rows
+    metrics.rows_quarantined = summary.quarantined
+    metrics.bytes_written = sum(ops.added_bytes(dataset_dir / name, t.versions)
+                                for name, t in summary.tables.items())  # fmt: skip
     # every Delta table of the dataset (data and quarantine): what the source keeps in bronze
-    stored = [ops.stored_bytes(p.parent) for p in dataset_dir.glob("*/_delta_log")]
-    return ops.JobMetrics(
-        step="ingest", job=bronze.pipeline_name(summary.source), started_at=started,
-        ended_at=datetime.now(UTC), status="success", rows_read=summary.read,
-        rows_written=summary.rows, rows_quarantined=summary.quarantined,
-        bytes_written=written_bytes, bytes_stored=sum(b or 0 for b in stored),
-        details={"load_ids": summary.load_ids, "rows_by_table": summary.rows_by_table},
-    )  # fmt: skip
+    metrics.bytes_stored = sum(ops.stored_bytes(p.parent) or 0
+                               for p in dataset_dir.glob("*/_delta_log"))  # fmt: skip
+    metrics.details = {"load_ids": summary.load_ids, "rows_by_table": summary.rows_by_table}

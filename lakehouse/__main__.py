@@ -254,17 +254,14 @@ def _ops(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"run {run}")
     for r in rows:
+        read, written = report.count(r["rows_read"]), report.count(r["rows_written"])
         print(f"  {r['step']:<8} {r['job']:<42} {r['status']:<8} {r['duration_s']:>7.1f}s "
-              f"read {_count(r['rows_read']):>9} written {_count(r['rows_written']):>9} "
-              f"quarantined {_count(r['rows_quarantined']):>6} "
+              f"read {read:>9} written {written:>9} "
+              f"quarantined {report.count(r['rows_quarantined']):>6} "
               f"cost {r['compute_cost']:.5f} {r['currency']}")  # fmt: skip
     total = sum(r["compute_cost"] for r in rows)
     print(f"  {len(rows)} jobs, compute cost {total:.4f} {rows[0]['currency']}")
     return 0
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
 
 
 def _watchdog(settings: Settings, args: argparse.Namespace) -> int:

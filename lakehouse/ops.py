@@ -16,7 +16,8 @@ import json
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,6 +121,21 @@ def record(settings: Settings, jobs: Iterable[JobMetrics]) -> int:
     path = ensure_table(settings)
     write_deltalake(str(path), pa.Table.from_pylist(rows, schema=SCHEMA), mode="append")
     return len(rows)
+
+
+@contextmanager
+def recording(settings: Settings, step: str, job: str) -> Iterator[JobMetrics]:
+    """Record one job's row as it ends: the caller fills in the counts on the yielded row; an
+    exception marks it ``error`` with the message, is recorded, and goes on up."""
+    row = JobMetrics(step, job, datetime.now(UTC), datetime.now(UTC), "success")
+    try:
+        yield row
+    except Exception as exc:
+        row.status, row.error = "error", str(exc)[:2000]
+        raise
+    finally:
+        row.ended_at = datetime.now(UTC)
+        record(settings, [row])
 
 
 def read(settings: Settings, run: str | None = None) -> list[dict[str, Any]]:

@@ -88,19 +88,13 @@ def _metrics(
     settings: Settings, result: PublishResult, snapshots: dict[str, Snapshot]
 ) -> Iterator[None]:
     """Record the warehouse's publish in ops.run_metrics, as it ended (success or error)."""
-    started = datetime.now(UTC)
-    job = ops.JobMetrics("publish", result.warehouse, started, started, "success",
-                         rows_read=sum(s.data.num_rows for s in snapshots.values()))  # fmt: skip
-    try:
-        yield
-    except Exception as exc:
-        job.status, job.error = "error", str(exc)[:2000]
-        raise
-    finally:
-        job.ended_at = datetime.now(UTC)
-        job.rows_written = sum(t.get("staged", 0) for t in result.tables.values())
-        job.details = {"tables": result.tables, "seconds": result.seconds}
-        ops.record(settings, [job])
+    with ops.recording(settings, "publish", result.warehouse) as job:
+        job.rows_read = sum(s.data.num_rows for s in snapshots.values())
+        try:
+            yield
+        finally:
+            job.rows_written = sum(t.get("staged", 0) for t in result.tables.values())
+            job.details = {"tables": result.tables, "seconds": result.seconds}
 
 
 # --- snapshots and fingerprints ----------------------------------------------------------------

@@ -303,7 +303,7 @@ def _dq_section(results: list[dict[str, Any]]) -> str:
     latest.sort(key=lambda r: (r["status"] != "fail", r["test_name"]))
     rows = "".join(
         f"<tr><td>{_badge(_status(r['status']), r['status'])}</td>"
-        f'<td class="long">{_e(r["test_name"])}</td><td>{_e(_n(r.get("failures")))}</td>'
+        f'<td class="long">{_e(r["test_name"])}</td><td>{_e(count(r.get("failures")))}</td>'
         f'<td class="long">{_e(r.get("failures_table") or "")}</td></tr>'
         for r in latest
     )
@@ -333,7 +333,7 @@ def _runs_section(metrics: list[dict[str, Any]], recent: list[dict[str, Any]]) -
     rows = "".join(
         f'<tr><td>{_e(m["step"])}</td><td class="long">{_e(m["job"])}</td>'
         f"<td>{_badge(_status(m['status']), m['status'])}</td><td>{m['duration_s']:.1f} s</td>"
-        f"<td>{_e(_n(m['rows_written']))}</td><td>{_e(_n(m['rows_quarantined']))}</td>"
+        f"<td>{_e(count(m['rows_written']))}</td><td>{_e(count(m['rows_quarantined']))}</td>"
         f"<td>{(m['compute_cost'] or 0):.5f}</td></tr>"
         for m in sorted(last, key=lambda m: -m["duration_s"])[:10]
     )
@@ -366,7 +366,8 @@ def _status(status: str) -> str:
     return {"success": "ok", "pass": "ok", "warn": "warn"}.get(status, "error")
 
 
-def _n(value: int | None) -> str:
+def count(value: int | None) -> str:
+    """A row count for people: thousands separated, "-" when unknown."""
     return "-" if value is None else f"{value:,}"
 
 
