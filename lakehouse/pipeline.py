@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
-from lakehouse import catalog, engine, ops, systems
+from lakehouse import catalog, engine, home_record, ops, systems
 from lakehouse import publish as publishing
 from lakehouse import report as watchdog_report
 from lakehouse.config import Settings
@@ -42,7 +42,13 @@ def ingest(
     replay: Replay | None = None,
     generation: int | None = None,
 ) -> list[LoadSummary]:
-    """Make the source systems reachable, seed them if they are empty, load ``sources``."""
+    """Make the source systems reachable, seed them if they are empty, load ``sources``.
+
+    Refused (HomeMismatch, nothing touched) if the lake home was filled with other settings.
+    """
+    if adopted := home_record.check(settings):
+        say(adopted)
+    home_record.remember(settings)
     seeded = systems.seeded_generation(settings)
     target = generation or seeded or 1
     with systems.running(settings, target) as endpoints:
