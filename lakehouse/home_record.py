@@ -65,26 +65,41 @@ def read(settings: Settings) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def identify(address: str, many: bool = False) -> str:
-    """What names a system in a URL (or, ``many``, a list of brokers): scheme without driver,
-    host, port and path; never a user name, password, token or query parameter."""
+def identify(address: str, kind: str = "url") -> str:
+    """What names a system, never a user name, password, token or query parameter: scheme
+    (without the driver), host, port, and database or path. ``kind``: ``sqlalchemy`` (parsed as
+    SQLAlchemy does, which allows any character in a password), ``brokers`` (host:port list)."""
+    if kind == "sqlalchemy":
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(address)
+        except ArgumentError:
+            return "an unreadable SQLAlchemy URL"
+        port = f":{url.port}" if url.port else ""
+        database = f"/{url.database}" if url.database else ""
+        return f"{url.get_backend_name()}://{url.host or ''}{port}{database}"
     parts = []
-    for item in address.split(",") if many else [address]:
+    for item in address.split(",") if kind == "brokers" else [address]:
         item = item.strip()
         split = urlsplit(item if "://" in item else f"//{item}")
         try:
             port = f":{split.port}" if split.port else ""
         except ValueError:  # not a number: not part of a name we can trust
             port = ""
-        scheme = f"{split.scheme.split('+')[0]}://" if split.scheme else ""
+        scheme = f"{split.scheme}://" if split.scheme else ""
         parts.append(f"{scheme}{split.hostname or ''}{port}{split.path.rstrip('/')}")
     return ",".join(sorted(parts))
+
+
+KINDS = {"snowflake": "sqlalchemy", "redshift": "sqlalchemy", "kafka": "brokers"}
 
 
 def source_systems() -> dict[str, str]:
     """Each source system this process would read: a production identity or the stand-in."""
     return {
-        name: identify(os.environ[var], many=name == "kafka") if os.environ.get(var) else LOCAL
+        name: identify(os.environ[var], KINDS.get(name, "url")) if os.environ.get(var) else LOCAL
         for name, var in SYSTEM_VARIABLES.items()
     }
 
