@@ -186,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                 if when is not None and when.tzinfo is None:
                     when = when.replace(tzinfo=UTC)
                 replay = Replay(from_offset=args.replay_from_offset, from_time=when)
-            pipeline.ingest(settings, args.sources or SOURCES, replay, args.generation)
+            try:
+                pipeline.ingest(settings, args.sources or SOURCES, replay, args.generation)
+            except home_record.HomeMismatch as exc:
+                print(f"lakehouse ingest: {exc}", file=sys.stderr)
+                return 2
         case "backfill":
             try:
                 backfill.validate(args.source, args.start, args.end or args.start)

@@ -48,9 +48,16 @@ def ingest(
     """
     if adopted := home_record.check(settings):
         say(adopted)
-    home_record.remember(settings)
     seeded = systems.seeded_generation(settings)
+    if generation and seeded and generation < seeded:
+        raise home_record.HomeMismatch(
+            f"lake home {settings.home} holds generation {seeded} of the sample world; seeding "
+            f"generation {generation} would put an older Snowflake snapshot beside newer CRM, "
+            f"Redshift and Kafka data. Nothing was changed: drop --generation, or start with "
+            f"another LAKEHOUSE_HOME"
+        )
     target = generation or seeded or 1
+    home_record.remember(settings)
     with systems.running(settings, target) as endpoints:
         if seeded != target:
             seed(settings, endpoints, target)

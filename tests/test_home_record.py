@@ -123,6 +123,11 @@ def test_generation_2_at_another_scale_is_refused_and_changes_nothing(
     [snowflake] = pipeline.ingest(load_settings(), ["snowflake"], generation=2)
     assert systems.seeded_generation(settings) == 2
     assert snowflake.rows_by_table["orders"] > 0
+    # and back to generation 1 would put an older snapshot beside newer data: refused too
+    moved = _state(settings)
+    back = cli("ingest", "--generation", "1")
+    assert back.returncode == 2 and "holds generation 2" in back.stderr, back.stderr
+    assert _state(settings) == moved
 
 
 def test_other_source_system_is_refused_naming_it(home: Path, monkeypatch) -> None:
