@@ -9,7 +9,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from ingestion.runner import SOURCES, Replay
-from lakehouse import backfill, dbt_cli, engine, ops, pipeline, report, systems, watchdog
+from lakehouse import (
+    backfill,
+    dbt_cli,
+    engine,
+    home_record,
+    ops,
+    pipeline,
+    report,
+    systems,
+    watchdog,
+)
 from lakehouse.config import ConfigError, Settings, load_settings
 from lakehouse.jars import engine_jars
 from lakehouse.lineage import emit, graph, site
@@ -116,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     dbt_cmd.add_argument("args", nargs=argparse.REMAINDER, help="dbt's arguments")
     commands.add_parser("env", help="print shell exports for running dbt by hand")
+    home_cmd = commands.add_parser(
+        "home", help="the settings the lake home was filled with (docs/operations.md)"
+    )
+    home_cmd.add_argument("action", choices=["show", "adopt"],
+                          help="show: the home's record and any difference from the current "
+                          "settings; adopt: record the current settings as the home's")  # fmt: skip
     args = parser.parse_args(argv)
 
     try:
@@ -123,6 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+
+    if args.command in ("run", "ingest", "backfill"):
+        # Before anything starts (the engine included): a home filled with other settings is
+        # refused, not mixed.
+        try:
+            if adopted := home_record.check(settings):
+                pipeline.say(adopted)
+        except home_record.HomeMismatch as exc:
+            print(f"lakehouse {args.command}: {exc}", file=sys.stderr)
+            return 2
 
     match args.command:
         case "up":
@@ -160,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                 if when is not None and when.tzinfo is None:
                     when = when.replace(tzinfo=UTC)
                 replay = Replay(from_offset=args.replay_from_offset, from_time=when)
-            pipeline.ingest(settings, args.sources or SOURCES, replay, args.generation)
+            try:
+                pipeline.ingest(settings, args.sources or SOURCES, replay, args.generation)
+            except home_record.HomeMismatch as exc:
+                print(f"lakehouse ingest: {exc}", file=sys.stderr)
+                return 2
         case "backfill":
             try:
                 backfill.validate(args.source, args.start, args.end or args.start)
@@ -205,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lineage(settings, args.dataset, args.column)
         case "dbt":
             return dbt_cli.dbt(settings, *args.args, check=False).returncode
+        case "home":
+            return _home(settings, args.action)
         case "env":
             classpath = ":".join(str(j) for j in engine_jars())
             for name, value in emit.environment(settings).items():
@@ -214,6 +246,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export LAKEHOUSE_THRIFT_PORT={settings.engine.port}")
             print(f"export LAKEHOUSE_SPARK_CLASSPATH={classpath}")
     return 0
+
+
+def _home(settings: Settings, action: str) -> int:
+    """Show the home's record, or adopt the current settings as the home's."""
+    if action == "adopt":
+        before, now = home_record.adopt(settings)
+        for d in home_record.differences(before, now) if before else []:
+            pipeline.say(f"{d.setting}: was {d.home}, now {d.now}")
+        pipeline.say(f"the current settings are the home's: {home_record.record_file(settings)}")
+        return 0
+    record = home_record.read(settings)
+    if record is None:
+        pipeline.say(f"{settings.home} has no record yet (the first load writes it)")
+        return 0
+    print(json.dumps(record, indent=2))
+    found = home_record.differences(record, home_record.current(settings))
+    for d in found:
+        pipeline.say(f"differs: {d.setting}: the home has {d.home}, the current settings {d.now}")
+    return 1 if found else 0
 
 
 def _lineage(settings: Settings, dataset: str, column: str) -> int:

@@ -23,7 +23,7 @@ from datetime import date
 
 from ingestion import runner
 from ingestion.bronze import LoadSummary
-from lakehouse import systems
+from lakehouse import home_record, systems
 from lakehouse.config import Settings
 from lakehouse.dbt_cli import dbt
 
@@ -67,6 +67,9 @@ def backfill(
 ) -> BackfillResult:
     """Reload ``source`` for ``start``..``end`` (inclusive), then rebuild its downstream models."""
     validate(source, start, end)
+    if adopted := home_record.check(settings):
+        report(adopted)
+    home_record.remember(settings)
     window = runner.Window(start, end)
     with systems.running(settings) as endpoints:
         [load] = runner.ingest(settings, endpoints, [source], report=report, window=window)

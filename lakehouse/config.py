@@ -7,13 +7,14 @@ start-up with the file and key named instead of surfacing later as a Spark or db
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "lakehouse.yml"
@@ -27,10 +28,20 @@ class _Strict(BaseModel):
 
 class EngineConfig(_Strict):
     host: str = "127.0.0.1"
+    # Where the engine's driver (RPC, block manager) and Spark UI listen: loopback, so nothing
+    # is reachable from beyond this machine. A cluster's executors need the driver reachable:
+    # an interface address opens exactly that one, 0.0.0.0 every interface (Spark's default).
+    bind_address: str = "127.0.0.1"
     port: int = Field(10000, ge=1, le=65535)
     driver_memory: str = Field("4g", pattern=r"^\d+[mg]$")
     shuffle_partitions: int = Field(4, ge=1)
     startup_timeout_s: int = Field(180, ge=10)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # ValueError names the value: an address, not a host name
+        return value
 
 
 class SchemaPolicy(_Strict):
@@ -257,6 +268,8 @@ def _env_overrides(raw: dict) -> dict:
         engine["port"] = port
     if host := os.environ.get("LAKEHOUSE_THRIFT_HOST"):
         engine["host"] = host
+    if bind := os.environ.get("LAKEHOUSE_ENGINE_BIND_ADDRESS"):
+        engine["bind_address"] = bind
     raw["engine"] = engine
     return raw
 

@@ -12,6 +12,7 @@ pyspark ships the Thrift-server jars but no start script, so we launch the serve
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import subprocess
@@ -68,7 +69,32 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         **_extra_conf(),
         # Read back by dbt (macro `lake_dir`) so models never hard-code where bronze lives.
         "spark.lakehouse.lake.dir": str(settings.lake_dir),
+        **_bind_conf(settings.engine.bind_address),
     }
+
+
+def is_wildcard(address: str) -> bool:
+    """0.0.0.0 or :: : every interface of the machine."""
+    return ipaddress.ip_address(address).is_unspecified
+
+
+def _bind_conf(address: str) -> dict[str, str]:
+    """Where the driver's RPC server and block manager listen and what executors are told.
+
+    Without these Spark binds both to the address the machine's host name resolves to (an
+    external one). A wildcard keeps Spark's default advertised host (the machine's name), since
+    nothing can connect to 0.0.0.0.
+    """
+    conf = {"spark.driver.bindAddress": address}
+    if not is_wildcard(address):
+        conf["spark.driver.host"] = address
+    return conf
+
+
+def bind_env(address: str) -> dict[str, str]:
+    """The environment that binds the Spark UI: Spark 4's WebUI reads only SPARK_LOCAL_IP
+    (no spark.ui.* setting) and listens on every interface without it."""
+    return {} if is_wildcard(address) else {"SPARK_LOCAL_IP": address}
 
 
 def _extra_conf() -> dict[str, str]:
@@ -149,6 +175,7 @@ def launch(settings: Settings) -> subprocess.Popen:
         "SPARK_HOME": str(spark_home()),
         "HIVE_SERVER2_THRIFT_PORT": str(settings.engine.port),
         "HIVE_SERVER2_THRIFT_BIND_HOST": settings.engine.host,
+        **bind_env(settings.engine.bind_address),
         # Read while queries run by the dbt macro `pii` (System.getenv), never written into SQL.
         pii.SALT_ENV: pii.salt(settings),
     }

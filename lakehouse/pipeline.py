@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
-from lakehouse import catalog, engine, ops, systems
+from lakehouse import catalog, engine, home_record, ops, systems
 from lakehouse import publish as publishing
 from lakehouse import report as watchdog_report
 from lakehouse.config import Settings
@@ -42,9 +42,22 @@ def ingest(
     replay: Replay | None = None,
     generation: int | None = None,
 ) -> list[LoadSummary]:
-    """Make the source systems reachable, seed them if they are empty, load ``sources``."""
+    """Make the source systems reachable, seed them if they are empty, load ``sources``.
+
+    Refused (HomeMismatch, nothing touched) if the lake home was filled with other settings.
+    """
+    if adopted := home_record.check(settings):
+        say(adopted)
     seeded = systems.seeded_generation(settings)
+    if generation and seeded and generation < seeded:
+        raise home_record.HomeMismatch(
+            f"lake home {settings.home} holds generation {seeded} of the sample world; seeding "
+            f"generation {generation} would put an older Snowflake snapshot beside newer CRM, "
+            f"Redshift and Kafka data. Nothing was changed: drop --generation, or start with "
+            f"another LAKEHOUSE_HOME"
+        )
     target = generation or seeded or 1
+    home_record.remember(settings)
     with systems.running(settings, target) as endpoints:
         if seeded != target:
             seed(settings, endpoints, target)

@@ -42,6 +42,10 @@ DAGS_DIR = ORCHESTRATION_DIR / "dags"
 LAKEHOUSE_VENV_BIN = REPO_ROOT / ".venv" / "bin"
 # Started in this order; the API server last, so "it answers" means the others were launched.
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+# The scheduler and the triggerer would each start a log server on every interface (Airflow
+# hard-codes the host; ports 8793/8794). LocalExecutor's tasks write their logs to files the
+# API server reads on this same machine, so nothing needs them.
+ARGUMENTS = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}
 USER = "admin"
 # The metadata database in the project's PostgreSQL (lakehouse/services/postgres.py).
 DATABASE = "airflow"
@@ -266,7 +270,8 @@ def start(settings: Settings, timeout_s: float = 240) -> list[str]:
     procs = {}
     for component in missing:
         log = _log_file(settings, component)
-        procs[component] = spawn_detached([str(AIRFLOW), component], log,
+        cmd = [str(AIRFLOW), component, *ARGUMENTS.get(component, [])]
+        procs[component] = spawn_detached(cmd, log,
                                           _pid_file(settings, component), env=env)  # fmt: skip
     try:
         ok = wait_ready(procs.get("api-server") or procs[missing[0]],
