@@ -143,9 +143,16 @@ def finish_pending(settings: Settings, name: str, report: Callable[[str], None])
     if not pipe.has_pending_data:
         return 0
     pending = [*pipe.list_extracted_load_packages(), *pipe.list_normalized_load_packages()]
-    report(f"{name}: loading {len(pending)} package(s) an earlier run left unloaded: "
+    info = pipe.run()
+    if info is None:
+        # The dataset was never written: dlt's state sync drops the packages together with the
+        # local state they advanced, so this load starts from the beginning; nothing is lost.
+        report(f"{name}: an earlier run left {len(pending)} package(s) for a dataset never "
+               f"written; dlt reset them with their state, this load starts over")  # fmt: skip
+        return 0
+    info.raise_on_failed_jobs()
+    report(f"{name}: loaded {len(pending)} package(s) an earlier run left unloaded: "
            f"{', '.join(pending)}")  # fmt: skip
-    pipe.run().raise_on_failed_jobs()
     return len(pending)
 
 
