@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -130,6 +132,22 @@ def with_timeouts(url: str, timeout_s: float) -> str:
     return parsed.update_query_dict({key: value}).render_as_string(hide_password=False)
 
 
+def discard_unfinished_extracts(settings: Settings, name: str) -> list[Path]:
+    """Delete what failed extracts of the source wrote; return the folders deleted.
+
+    dlt extracts into a temporary folder (``normalize/<random id>``) and moves the package to
+    ``normalize/extracted`` only when the extract succeeds. After a failure the folder stays,
+    never read again: partial data that would pile up with every failed attempt. Only the
+    loader of this source writes there (one load per source at a time), so nothing else's work
+    is removed.
+    """
+    normalize = Path(bronze.pipeline(settings, name).working_dir) / "normalize"
+    stale = [p for p in normalize.iterdir() if p.is_dir() and p.name != "extracted"]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
 def finish_pending(settings: Settings, name: str, report: Callable[[str], None]) -> int:
     """Load the packages an earlier run extracted but did not load; return how many.
 
@@ -189,7 +207,11 @@ def ingest(
         def load(name: str = name) -> bronze.LoadSummary:
             stats = GuardStats()  # fresh per attempt: a failed attempt's counts are void
             source = build(name, settings, endpoints, stats, replay, window)
-            return bronze.run(settings, name, source, stats)
+            try:
+                return bronze.run(settings, name, source, stats)
+            except Exception:
+                discard_unfinished_extracts(settings, name)
+                raise
 
         with ops.recording(settings, "ingest", bronze.pipeline_name(name)) as metrics:
             with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:

@@ -97,6 +97,12 @@ def dlt_state(settings: Settings, source: str) -> dict:
     return pipe.state.get("sources", {}).get(source, {})
 
 
+def unfinished_extracts(settings: Settings, source: str) -> list[Path]:
+    """Folders of dlt's extract step other than its committed packages (see runner)."""
+    normalize = Path(bronze.pipeline(settings, source).working_dir) / "normalize"
+    return [p for p in normalize.iterdir() if p.is_dir() and p.name != "extracted"]
+
+
 # ---- CRM: the local HTTP service fails on demand ------------------------------------------------
 
 
@@ -169,6 +175,7 @@ def test_crm_persistent_500_fails_cleanly_and_the_next_run_completes(settings: S
         assert service.faults.injected["status 500"] == RETRY.attempts
         after = versions(settings, "crm"), dlt_state(settings, "crm"), crm_keys(settings)
         assert after == before, "bronze, watermark and keys exactly as the last good load"
+        assert unfinished_extracts(settings, "crm") == [], "no partial extract left on disk"
 
         service.faults.clear()
         ingest(settings, endpoints(crm_base_url=service.url), "crm")
@@ -414,6 +421,7 @@ def test_kafka_broker_down_then_next_run_loads_exactly_the_rest(settings, broker
         f"kafka: Kafka broker {broker.bootstrap} failed after 3 attempts"
     )
     assert (versions(settings, "kafka"), offsets(settings)) == before, "bronze, offsets unchanged"
+    assert unfinished_extracts(settings, "kafka") == []
 
     ingest(settings, where, "kafka")
     assert_exactly_once(settings, topic)
@@ -535,38 +543,44 @@ def test_redshift_postgres_stopped_then_next_run_completes(settings, server) -> 
 
 
 def test_redshift_postgres_restarted_during_a_load_is_retried(settings, server) -> None:
-    settings, schema = redshift_settings(settings, server)
+    settings, _ = redshift_settings(settings, server)
     patient = SourceRetryConfig(attempts=6, backoff_s=0.5, max_backoff_s=4.0, timeout_s=2.0)
     settings = settings.model_copy(update={"source_retry": patient})
-    restarted = threading.Event()
+    restarted, errors = threading.Event(), []
 
     def restart_when_reading() -> None:
         """Watch the server's sessions; restart it while the loader's query is open."""
-        conn = psycopg2.connect(
-            host="127.0.0.1", port=server.port, user="postgres", dbname="postgres",
-            sslmode="disable", gssencmode="disable",
-        )  # fmt: skip
-        conn.autocommit = True
         try:
-            with conn.cursor() as cur:
+            conn = psycopg2.connect(
+                host="127.0.0.1", port=server.port, user="postgres", dbname="postgres",
+                sslmode="disable", gssencmode="disable",
+            )  # fmt: skip
+            conn.autocommit = True
+            reading = False
+            with conn.cursor() as cur:  # autocommit: a fresh view of the sessions each time
                 deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    cur.execute("select count(*) from pg_stat_activity where query like %s "
-                                "and pid <> pg_backend_pid()", (f"%{schema}%",))  # fmt: skip
-                    if cur.fetchone()[0]:
-                        break
+                while not reading and time.monotonic() < deadline:
+                    # the loader streams with a server-side cursor: FETCH after FETCH
+                    cur.execute(
+                        "select count(*) from pg_stat_activity where datname = 'web' "
+                        "and state = 'idle in transaction' and query like 'FETCH %'"
+                    )
+                    reading = bool(cur.fetchone()[0])
                     time.sleep(0.01)
-        finally:
             conn.close()
-        server.stop()
-        server.start()
-        restarted.set()
+            if reading:
+                server.stop()
+                server.start()
+                restarted.set()
+        except Exception as error:  # reported by the test, not lost in the thread
+            errors.append(error)
 
     watcher = threading.Thread(target=restart_when_reading, daemon=True)
     watcher.start()
     lines = ingest(settings, endpoints(redshift_url=server.url), "redshift")
     watcher.join(timeout=120)
-    assert restarted.is_set()
+    assert not errors
+    assert restarted.is_set(), "the server restarted while the loader read"
     assert any("retrying" in line for line in lines), lines
     sessions, views = WEB_WORLD.web()
     assert web_counts(settings) == (len(views), len(views))
