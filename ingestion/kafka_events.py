@@ -115,7 +115,7 @@ def kafka_source(
             "enable.auto.commit": False,  # offsets live in dlt state, committed with the load
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
-            "log_level": 3,
+            "log_level": 2,  # not every refused reconnect (3): the load reports what failed
         })  # fmt: skip
         try:
             yield from _read(consumer, state)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from ingestion import bronze, lineage, retry
+from ingestion import bronze, lineage, resume, retry
 from ingestion.contracts import GuardStats
 from ingestion.crm import crm_source
 from ingestion.fx_rates import fx_source
@@ -132,48 +130,6 @@ def with_timeouts(url: str, timeout_s: float) -> str:
     return parsed.update_query_dict({key: value}).render_as_string(hide_password=False)
 
 
-def discard_unfinished_extracts(settings: Settings, name: str) -> list[Path]:
-    """Delete what failed extracts of the source wrote; return the folders deleted.
-
-    dlt extracts into a temporary folder (``normalize/<random id>``) and moves the package to
-    ``normalize/extracted`` only when the extract succeeds. After a failure the folder stays,
-    never read again: partial data that would pile up with every failed attempt. Only the
-    loader of this source writes there (one load per source at a time), so nothing else's work
-    is removed.
-    """
-    normalize = Path(bronze.pipeline(settings, name).working_dir) / "normalize"
-    stale = [p for p in normalize.iterdir() if p.is_dir() and p.name != "extracted"]
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    return stale
-
-
-def finish_pending(settings: Settings, name: str, report: Callable[[str], None]) -> int:
-    """Load the packages an earlier run extracted but did not load; return how many.
-
-    A run that stopped after dlt's extract step (killed, or a failure while normalising or
-    writing) leaves its package in the pipeline's folder, with the state (watermark, offsets)
-    that goes with it already advanced. dlt's ``run`` would load it and return *without*
-    extracting the new data; doing it first, here, makes one ``ingest`` both finish the old load
-    and make the new one, and neither loses nor loads anything twice.
-    """
-    pipe = bronze.pipeline(settings, name)
-    if not pipe.has_pending_data:
-        return 0
-    pending = [*pipe.list_extracted_load_packages(), *pipe.list_normalized_load_packages()]
-    info = pipe.run()
-    if info is None:
-        # The dataset was never written: dlt's state sync drops the packages together with the
-        # local state they advanced, so this load starts from the beginning; nothing is lost.
-        report(f"{name}: an earlier run left {len(pending)} package(s) for a dataset never "
-               f"written; dlt reset them with their state, this load starts over")  # fmt: skip
-        return 0
-    info.raise_on_failed_jobs()
-    report(f"{name}: loaded {len(pending)} package(s) an earlier run left unloaded: "
-           f"{', '.join(pending)}")  # fmt: skip
-    return len(pending)
-
-
 def _fx_end(settings: Settings) -> date:
     """Rates are requested up to today; locally, up to the last day of the sample world."""
     from lakehouse import systems
@@ -210,13 +166,13 @@ def ingest(
             try:
                 return bronze.run(settings, name, source, stats)
             except Exception:
-                discard_unfinished_extracts(settings, name)
+                resume.discard_unfinished_extracts(settings, name)
                 raise
 
         with ops.recording(settings, "ingest", bronze.pipeline_name(name)) as metrics:
             with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
                 with retry.http_retries(policy):
-                    finish_pending(settings, name, report)
+                    resume.finish_pending(settings, name, report)
                     summary = retry.with_retries(
                         name, system(name, endpoints), policy, load, report
                     )

@@ -98,7 +98,7 @@ def dlt_state(settings: Settings, source: str) -> dict:
 
 
 def unfinished_extracts(settings: Settings, source: str) -> list[Path]:
-    """Folders of dlt's extract step other than its committed packages (see runner)."""
+    """Folders of dlt's extract step other than its committed packages (ingestion/resume.py)."""
     normalize = Path(bronze.pipeline(settings, source).working_dir) / "normalize"
     return [p for p in normalize.iterdir() if p.is_dir() and p.name != "extracted"]
 
