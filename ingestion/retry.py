@@ -103,7 +103,8 @@ def causes(error: BaseException) -> Iterator[BaseException]:
             continue
         seen.append(current)
         yield current
-        todo += [current.__cause__, current.__context__, getattr(current, "exception", None)]
+        context = None if current.__suppress_context__ else current.__context__
+        todo += [current.__cause__ or context, getattr(current, "exception", None)]
 
 
 def _http_failure(error: BaseException) -> str | None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -101,6 +103,61 @@ def unfinished_extracts(settings: Settings, source: str) -> list[Path]:
     """Folders of dlt's extract step other than its committed packages (ingestion/resume.py)."""
     normalize = Path(bronze.pipeline(settings, source).working_dir) / "normalize"
     return [p for p in normalize.iterdir() if p.is_dir() and p.name != "extracted"]
+
+
+# ---- which errors are a failing system: real errors from real clients --------------------------
+
+
+def real_error(action) -> BaseException:
+    try:
+        action()
+    except Exception as error:
+        return error
+    raise AssertionError("expected an error")
+
+
+def test_failing_systems_are_told_from_everything_else(tmp_path: Path) -> None:
+    import requests
+    import sqlalchemy as sa
+    from confluent_kafka import Consumer
+
+    dead = free_port()
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{dead}", "group.id": "t",
+                         "log_level": 0})  # fmt: skip
+    sqlite_file = tmp_path / "db.sqlite"
+    transient = {
+        "http": real_error(lambda: requests.get(f"http://127.0.0.1:{dead}/", timeout=1)),
+        "postgres": real_error(lambda: psycopg2.connect(host="127.0.0.1", port=dead)),
+        "sqlite": real_error(lambda: sa.create_engine(f"sqlite:///{tmp_path}/no/dir.db").connect()),
+        "kafka": real_error(lambda: consumer.list_topics("events", timeout=0.5)),
+    }
+    sqlite3.connect(sqlite_file).close()
+    query = sa.text("select * from customers")
+    permanent = {
+        "missing table": real_error(
+            lambda: sa.create_engine(f"sqlite:///{sqlite_file}").connect().execute(query)
+        ),
+        "bug": real_error(lambda: {}["key"]),
+    }
+    consumer.close()
+    for name, error in transient.items():
+        assert system_failure(error), name
+    for name, error in permanent.items():
+        assert system_failure(error) is None, name
+    # a contract violation is never a system failure, whatever it wraps
+    violation = SchemaContractViolation("unknown columns: x")
+    violation.__cause__ = transient["http"]
+    assert system_failure(violation) is None
+
+
+def test_retry_bounds_are_validated(tmp_path: Path) -> None:
+    from lakehouse.config import ConfigError, load_settings
+
+    config = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
+    config["source_retry"]["attempts"] = 0
+    (tmp_path / "lakehouse.yml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"source_retry\.attempts"):
+        load_settings(tmp_path / "lakehouse.yml")
 
 
 # ---- CRM: the local HTTP service fails on demand ------------------------------------------------
@@ -499,13 +556,18 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("postgres"))
+def server() -> Iterator[Server]:
+    # Not under pytest's temporary root: as root the server runs as another user, who must
+    # traverse the path, and every pytest session (another worktree's too) makes that root
+    # private again (0700).
+    home = Path(tempfile.mkdtemp(prefix="lakehouse-failures-pg-"))
+    running = Server(home)
     running.start()
     try:
         yield running
     finally:
         running.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def redshift_settings(settings: Settings, server: Server) -> tuple[Settings, str]:
