@@ -373,7 +373,7 @@ def test_snowflake_database_locked_for_good_fails_cleanly(settings: Settings) ->
 
 # ---- Kafka: a real broker of this module's own, stopped, killed and started again -------------
 
-KAFKA_WORLD = World(scale=0.005, dirty_share=0.05)
+KAFKA_WORLD = World(scale=0.002, dirty_share=0.05)
 
 
 class Broker:
