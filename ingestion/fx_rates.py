@@ -55,10 +55,14 @@ def fx_source(
     loaded_at = datetime.now(UTC)
 
     def published(day: date, seen: set[str]) -> Iterator[dict]:
-        payload = client.get(
+        response = client.get(
             f"{ENDPOINT}/{day.isoformat()}",
             params={"base": base_currency, "symbols": ",".join(currencies)},
-        ).json()
+        )
+        # dlt's client has retried 5xx and 429 already; what is still an error fails the load
+        # (RESTClient.get, unlike paginate, does not raise on an error status by itself).
+        response.raise_for_status()
+        payload = response.json()
         # Weekends and holidays answer with the previous business day: keep one copy.
         if payload["date"] in seen:
             return

@@ -14,12 +14,13 @@ this resource is written on confluent-kafka, keeping offsets in dlt state the sa
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
 from lakehouse.config import SchemaPolicy
@@ -88,8 +89,14 @@ def kafka_source(
     batch_size: int = 5000,
     replay_from_offset: int | None = None,
     replay_from_time: datetime | None = None,
+    timeout_s: float = 10.0,
 ) -> Iterator[Any]:
-    """Events of ``topic`` since the offsets in dlt state, or replayed from an offset or time."""
+    """Events of ``topic`` since the offsets in dlt state, or replayed from an offset or time.
+
+    ``timeout_s`` bounds every broker call, and the wait for the next message of an unfinished
+    batch: a broker that dies mid-read raises a KafkaException (retried by ingestion/retry.py)
+    instead of leaving the load waiting for it forever.
+    """
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     loaded_at = datetime.now(UTC)
@@ -108,7 +115,7 @@ def kafka_source(
             "enable.auto.commit": False,  # offsets live in dlt state, committed with the load
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
-            "log_level": 3,
+            "log_level": 2,  # not every refused reconnect (3): the load reports what failed
         })  # fmt: skip
         try:
             yield from _read(consumer, state)
@@ -119,7 +126,7 @@ def kafka_source(
         if replay_from_time is not None:
             millis = int(replay_from_time.timestamp() * 1000)
             found = consumer.offsets_for_times(
-                [TopicPartition(topic, p, millis) for p in partitions], timeout=10
+                [TopicPartition(topic, p, millis) for p in partitions], timeout=timeout_s
             )
             return {tp.partition: tp.offset for tp in found}
         if replay_from_offset is not None:
@@ -127,14 +134,14 @@ def kafka_source(
         return {p: state.get(str(p), OFFSET_BEGINNING) for p in partitions}
 
     def _read(consumer: Consumer, state: dict[str, int]) -> Iterator[Any]:
-        metadata = consumer.list_topics(topic, timeout=10)
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
         if topic not in metadata.topics or metadata.topics[topic].error:
             raise RuntimeError(f"Kafka topic {topic!r} not found on {bootstrap_servers}")
         partitions = sorted(metadata.topics[topic].partitions)
         ends, remaining = {}, set()
         starts = _starts(consumer, partitions, state)
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
             ends[p] = high
             start = starts[p]
             if start == OFFSET_BEGINNING or start < low:
@@ -145,14 +152,22 @@ def kafka_source(
             if start < high:
                 remaining.add(p)
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
+        heard = time.monotonic()
         while remaining:
-            for message in consumer.consume(batch_size, timeout=1.0):
+            messages = consumer.consume(batch_size, timeout=1.0)
+            if messages:
+                heard = time.monotonic()
+            elif time.monotonic() - heard > timeout_s:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no message from "
+                    f"{bootstrap_servers} for {timeout_s:.0f} s with partitions "
+                    f"{sorted(remaining)} of {topic!r} unfinished"))  # fmt: skip
+            for message in messages:
                 p = message.partition()
                 if message.error():
                     if message.error().code() == KafkaError._PARTITION_EOF:
                         remaining.discard(p)
                         continue
-                    raise RuntimeError(f"Kafka error: {message.error()}")
+                    raise KafkaException(message.error())
                 if p not in remaining or message.offset() >= ends[p]:
                     continue  # past this run's batch: the next run reads it
                 yield from guard(

@@ -11,6 +11,10 @@ Routes:
   GET /crm/v1/{contacts|accounts}?updated_since=ISO-8601&page=1&page_size=200
       CRM records changed at or after ``updated_since``, oldest first, paged:
       {"data": [...], "page": 1, "page_size": 200, "total_pages": 7, "total": 1234}
+
+Test hook, off by default: ``service.faults`` scripts failures per route (answer 503 or 429 with
+Retry-After, stall past the client's timeout, cut the connection half-way through a body), so
+tests can make a real HTTP source system fail on demand (tests/test_source_failures.py).
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ import contextlib
 import json
 import math
 import re
+import socket
+import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,12 +43,83 @@ _FX_DAY = re.compile(r"^/fx/v1/(\d{4}-\d{2}-\d{2})$")
 _CRM = re.compile(r"^/crm/v1/(contacts|accounts)$")
 
 
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour of the service (a test hook; the service has none by default).
+
+    ``status``: answer this status (with ``Retry-After: retry_after`` if set) instead of data.
+    ``stall_s``: wait this long before answering normally (past the client's timeout).
+    ``cut``: send the headers and half the body, then reset the connection.
+    """
+
+    status: int | None = None
+    retry_after: str | None = None
+    stall_s: float = 0.0
+    cut: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "cut" if self.cut else "stall" if self.stall_s else f"status {self.status}"
+
+
+@dataclass
+class _Script:
+    route: str  # a path prefix, e.g. /crm/v1/contacts
+    params: dict[str, str]  # query parameters the request must have, e.g. {"page": "2"}
+    fault: Fault
+    times: int | None  # None: every matching request, until cleared
+
+
+@dataclass
+class Faults:
+    """Per-route scripts of faults: the next ``times`` matching requests get ``fault``."""
+
+    scripts: list[_Script] = field(default_factory=list)
+    injected: Counter[str] = field(default_factory=Counter)  # faults served, by kind
+    # every request seen: (time.monotonic(), path, query), so a test can check when retries came
+    requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, route: str, fault: Fault, times: int | None = 1, **params: str) -> None:
+        """Script ``fault`` for the next ``times`` requests (None: all) under ``route``."""
+        with self._lock:
+            self.scripts.append(_Script(route, params, fault, times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.scripts.clear()
+
+    def take(self, path: str, params: dict[str, str]) -> Fault | None:
+        """The fault for this request, if one is scripted (used up once per request)."""
+        with self._lock:
+            self.requests.append((time.monotonic(), path, params))
+            for script in self.scripts:
+                if not path.startswith(script.route):
+                    continue
+                if any(params.get(k) != v for k, v in script.params.items()):
+                    continue
+                if script.times is not None:
+                    script.times -= 1
+                    if script.times == 0:
+                        self.scripts.remove(script)
+                self.injected[script.fault.kind] += 1
+                return script.fault
+        return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Service
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
         params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        fault = self.server.faults.take(url.path, params)
+        if fault is not None and fault.stall_s:
+            time.sleep(fault.stall_s)  # then answer: the client has given up by now
+        if fault is not None and fault.status is not None:
+            self._send(HTTPStatus(fault.status), {"error": "injected fault"}, fault.retry_after)
+            return
+        self._cut = fault is not None and fault.cut
         if match := _FX_DAY.match(url.path):
             self._fx_day(match.group(1), params)
         elif match := _CRM.match(url.path):
@@ -109,13 +188,26 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(HTTPStatus.OK, body)
 
-    def _send(self, status: HTTPStatus, body: dict) -> None:
+    def _send(self, status: HTTPStatus, body: dict, retry_after: str | None = None) -> None:
         payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            self.end_headers()
+            if getattr(self, "_cut", False):
+                self.wfile.write(payload[: len(payload) // 2])
+                # a reset (RST), not a clean close: what a crashing server or proxy does
+                linger = struct.pack("ii", 1, 0)
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.connection.close()
+                self.close_connection = True
+                return
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a stall past its timeout)
 
     def log_message(self, format: str, *args: object) -> None:
         """Silence per-request logging; the loaders report what they fetched."""
@@ -130,6 +222,7 @@ class _Service(ThreadingHTTPServer):
         self.token = token
         self.corrections_file = corrections
         self.served: Counter[str] = Counter()  # records sent per route, for tests and debugging
+        self.faults = Faults()  # test hook: scripted failures, none unless a test adds them
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def corrections(self) -> dict[str, dict[str, dict[str, float]]]:

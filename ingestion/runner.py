@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ingestion import bronze, lineage
+from sqlalchemy.engine import make_url
+
+from ingestion import bronze, lineage, resume, retry
 from ingestion.contracts import GuardStats
 from ingestion.crm import crm_source
 from ingestion.fx_rates import fx_source
@@ -50,12 +52,22 @@ def build(
     conf = getattr(settings.sources, name)
     policy = conf.schema_policy
     builders: dict[str, Callable[[], Any]] = {
-        "snowflake": lambda: snowflake_source(endpoints.snowflake_url, conf.tables, policy, stats),
+        "snowflake": lambda: snowflake_source(
+            with_timeouts(endpoints.snowflake_url, settings.source_retry.timeout_s),
+            conf.tables,
+            policy,
+            stats,
+        ),
         "crm": lambda: crm_source(
             endpoints.crm_base_url, endpoints.crm_token, conf.page_size, policy, stats
         ),
         "redshift": lambda: redshift_source(
-            endpoints.redshift_url, conf.schema_, conf.tables, policy, stats, conf.chunk_size
+            with_timeouts(endpoints.redshift_url, settings.source_retry.timeout_s),
+            conf.schema_,
+            conf.tables,
+            policy,
+            stats,
+            conf.chunk_size,
         ),
         "fx": lambda: fx_source(
             endpoints.fx_base_url,
@@ -76,9 +88,46 @@ def build(
             conf.batch_size,
             replay.from_offset if replay else None,
             replay.from_time if replay else None,
+            timeout_s=settings.source_retry.timeout_s,
         ),
     }
     return builders[name]()
+
+
+def system(name: str, endpoints: Any) -> str:
+    """The system a source reads, as a failure message names it (no credentials)."""
+    if name == "snowflake":
+        return f"Snowflake database {_safe_url(endpoints.snowflake_url)}"
+    if name == "redshift":
+        return f"Redshift database {_safe_url(endpoints.redshift_url)}"
+    if name == "kafka":
+        return f"Kafka broker {endpoints.kafka_bootstrap}"
+    return (
+        f"{name.upper()} API {endpoints.crm_base_url if name == 'crm' else endpoints.fx_base_url}"
+    )
+
+
+def _safe_url(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.render_as_string(hide_password=True).replace(":***@", "@")
+
+
+def with_timeouts(url: str, timeout_s: float) -> str:
+    """A SQLAlchemy URL whose driver gives up on a silent server after ``timeout_s``.
+
+    Without it a connect to a host that does not answer waits for the operating system (minutes)
+    and SQLite waits 5 s for a lock. A timeout already in the URL is kept.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        key, value = "connect_timeout", str(max(2, round(timeout_s)))  # libpq's minimum is 2 s
+    elif parsed.get_backend_name() == "sqlite":
+        key, value = "timeout", str(timeout_s)
+    else:
+        return url
+    if key in parsed.query:
+        return url
+    return parsed.update_query_dict({key: value}).render_as_string(hide_password=False)
 
 
 def _fx_end(settings: Settings) -> date:
@@ -96,18 +145,37 @@ def ingest(
     report: Callable[[str], None] = print,
     window: Window | None = None,
 ) -> list[bronze.LoadSummary]:
-    """Load ``sources`` in order; one summary per source, one OpenLineage run per load."""
+    """Load ``sources`` in order; one summary per source, one OpenLineage run per load.
+
+    A source whose system keeps failing stops the run with ``retry.SourceUnavailable`` after
+    the bounded retries of ``settings.source_retry`` (ingestion/retry.py); any other failure
+    is raised at once. Either way nothing of that load is in bronze, and the sources after it
+    are not loaded (a failed step stops the line; the next run starts again from the first).
+    """
     summaries = []
+    policy = settings.source_retry
     for name in sources:
         if name not in SOURCES:
             raise ValueError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
-        stats = GuardStats()
         read = lineage.inputs(name, settings, endpoints)
         job = f"dlt.{bronze.pipeline_name(name)}"
+
+        def load(name: str = name) -> bronze.LoadSummary:
+            stats = GuardStats()  # fresh per attempt: a failed attempt's counts are void
+            source = build(name, settings, endpoints, stats, replay, window)
+            try:
+                return bronze.run(settings, name, source, stats)
+            except Exception:
+                resume.discard_unfinished_extracts(settings, name)
+                raise
+
         with ops.recording(settings, "ingest", bronze.pipeline_name(name)) as metrics:
             with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
-                source = build(name, settings, endpoints, stats, replay, window)
-                summary = bronze.run(settings, name, source, stats)
+                with retry.http_retries(policy):
+                    resume.finish_pending(settings, name, report)
+                    summary = retry.with_retries(
+                        name, system(name, endpoints), policy, load, report
+                    )
                 run.outputs = lineage.outputs(name, settings, summary, read)
             _fill_metrics(metrics, settings, summary)
         report(summary.line())

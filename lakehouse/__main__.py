@@ -8,6 +8,9 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from ingestion.retry import SourceUnavailable
 from ingestion.runner import SOURCES, Replay
 from lakehouse import (
     backfill,
@@ -191,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
             except home_record.HomeMismatch as exc:
                 print(f"lakehouse ingest: {exc}", file=sys.stderr)
                 return 2
+            except (SourceUnavailable, PipelineStepFailed) as exc:
+                # a failing system (after its retries) or a `fail` schema policy: say which
+                # source and why, without a traceback; the next run resumes (docs/operations.md)
+                print(f"ingest failed: {_first_lines(exc)}", file=sys.stderr)
+                return 1
         case "backfill":
             try:
                 backfill.validate(args.source, args.start, args.end or args.start)
@@ -367,6 +375,15 @@ def _airflow(settings: Settings, args: argparse.Namespace) -> int:
     for line in lines:
         pipeline.say(line)
     return 0 if action != "status" or airflow.is_up(settings) else 1
+
+
+def _first_lines(error: BaseException) -> str:
+    """An ingest error for a person: its message (dlt's step failure: the cause's) and notes."""
+    if isinstance(error, PipelineStepFailed):
+        notes = getattr(error, "__notes__", [])
+        error = error.exception.__cause__ or error.exception
+        return "\n".join([f"{type(error).__name__}: {error}", *notes])
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,24 @@ class KafkaSourceConfig(_Source):
     batch_size: int = Field(5000, ge=1)
 
 
+class SourceRetryConfig(_Strict):
+    """How long a failing source system is retried before its load stops (ingestion/retry.py).
+
+    A system that is down, answers 5xx or 429, stalls or drops the connection is retried with
+    backoff: ``backoff_s``, doubling, at most ``max_backoff_s`` per wait (a Retry-After header
+    too). HTTP requests are retried one by one by dlt's client (so a failed page is fetched
+    again, not the whole load); SQL and Kafka loads are retried whole (they resume from the
+    last committed state). ``timeout_s`` bounds one request, connect or broker call. A record
+    that fails is never retried: it is quarantined. The defaults give up on a dead system
+    within about a minute: attempts x timeout_s plus the waits.
+    """
+
+    attempts: int = Field(4, ge=1, le=20)
+    backoff_s: float = Field(1.0, ge=0, le=60)
+    max_backoff_s: float = Field(20.0, ge=0, le=600)
+    timeout_s: float = Field(15.0, gt=0, le=600)
+
+
 class SourcesConfig(_Strict):
     snowflake: SnowflakeSourceConfig
     crm: CrmSourceConfig
@@ -201,6 +219,7 @@ class Settings(_Strict):
     services: ServicesConfig = ServicesConfig()
     sample_data: SampleDataConfig
     sources: SourcesConfig
+    source_retry: SourceRetryConfig = SourceRetryConfig()
     publish: PublishConfig
     orchestration: OrchestrationConfig = OrchestrationConfig()
     ops: OpsConfig = OpsConfig()
