@@ -4,6 +4,10 @@ Strategy: dlt's ``rest_api`` source sends the watermark kept in dlt state as ``u
 so a run fetches only records changed since the last one; records are merged (upsert) on their
 key, so a changed record is updated in place. The watermark trails by ``LATE_UPDATE_LAG`` because
 CRMs stamp some updates late (out of order); re-reading that window is safe under the merge.
+
+The contract guard is the first step of each resource's pipe, before dlt's incremental reads the
+``updated_at`` cursor: a record whose cursor is garbage, or that is no object at all (null, a
+list, a number inside the ``data`` array), is quarantined with its page and index, never compared.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from dlt.sources.rest_api import rest_api_source
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
+from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
 from lakehouse.config import SchemaPolicy
 
 LATE_UPDATE_LAG = timedelta(days=1)
@@ -101,7 +105,22 @@ def crm_source(
     )
     for contract in (CONTACTS, ACCOUNTS):
         contract.register(source.schema)
-        source.resources[contract.name].add_yield_map(
-            guarded("crm", contract, policy, stats, loaded_at)
-        )
+        resource = source.resources[contract.name]
+        attach_guard(resource, "crm", contract, policy, stats, loaded_at, _locator(resource))
     return source
+
+
+def _locator(resource: Any) -> Any:
+    """Where a record sits: endpoint, the ``updated_since`` the run asked with, page, index.
+
+    dlt's paginator yields one list per page from page 1, so the guard's page count is the page
+    number of the request.
+    """
+
+    def locate(page: int, index: int, record: Any) -> dict[str, Any]:
+        incremental = getattr(resource.incremental, "incremental", None)
+        since = getattr(incremental, "start_value", None)
+        return {"endpoint": ENDPOINT.format(table=resource.name), "page": page,
+                "index": index, "updated_since": str(since) if since else None}  # fmt: skip
+
+    return locate
