@@ -130,6 +130,8 @@ class GuardStats:
     passed: Counter = field(default_factory=Counter)
     loaded: Counter = field(default_factory=Counter)
     dropped_values: Counter = field(default_factory=Counter)
+    # quarantine ids issued in this run: the n-th equal bad record of a run gets the n-th id
+    occurrences: Counter = field(default_factory=Counter)
 
     def quarantined_by_table(self) -> Counter:
         by_table: Counter = Counter()
@@ -382,31 +384,71 @@ def _payload(record: Any) -> tuple[str, str]:
         return "", "null"
     if isinstance(record, bytes | bytearray):
         return encode_bytes(bytes(record))
-    for sort_keys in (True, False):
-        try:
-            return json.dumps(record, default=_json_default, sort_keys=sort_keys), "json"
-        except (TypeError, ValueError, RecursionError):
-            continue
     try:
-        return safe_text(record), "python-repr"
-    except (RecursionError, ValueError):
-        return f"<{type(record).__name__} too deep to render>", "unrenderable"
+        return json.dumps(record, default=_json_default, sort_keys=True), "json"
+    except (TypeError, ValueError, RecursionError):
+        # too deep for the recursive encoder this far down the stack, or keys that do not sort
+        return _json_iterative(record), "json"
+
+
+class _Token(str):
+    """Literal JSON text on ``_json_iterative``'s stack (as opposed to a value to encode)."""
+
+
+def _json_iterative(record: Any) -> str:
+    """ASCII JSON of any nesting depth, with an explicit stack instead of recursion."""
+    out: list[str] = []
+    stack: list[Any] = [record]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            out.append(item)
+        elif isinstance(item, dict | list | tuple):
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            parts: list[Any] = []
+            for i, (key, value) in enumerate(pairs):
+                if i:
+                    parts.append(_Token(","))
+                if isinstance(item, dict):
+                    parts.append(
+                        _Token(json.dumps(key if isinstance(key, str) else repr(key)) + ":")
+                    )
+                parts.append(value)
+            opening, closing = ("{", "}") if isinstance(item, dict) else ("[", "]")
+            out.append(opening)
+            stack.append(_Token(closing))
+            stack.extend(reversed(parts))
+        else:
+            out.append(json.dumps(item, default=_json_default))
+    return "".join(out)
 
 
 def quarantine_record(
-    source: str, table: str, reason: str, record: Any, at: datetime, origin: Origin | None = None
+    source: str,
+    table: str,
+    reason: str,
+    record: Any,
+    at: datetime,
+    origin: Origin | None = None,
+    occurrences: Counter | None = None,
 ) -> Any:
     """A record for the dataset's quarantine table, routed there by dlt table hints.
 
     Its id hashes the payload, the reason and the origin's identity, and the table is merged
-    insert-only on it, so a rerun or replay never quarantines the same record twice.
+    insert-only on it, so a rerun or replay never quarantines the same record twice. Equal bad
+    records within one run (``occurrences`` counts them) are told apart by their rank: the
+    second copy is a second row, and the next run's second copy is that same row again.
     """
     origin = origin or Origin(payload=record)
     raw, encoding = _payload(origin.payload)
     reason = safe_text(reason, REASON_MAX_CHARS)
-    digest = hashlib.sha256(
-        f"{source}|{table}|{reason}|{origin.identity}|{raw}".encode("utf-8", "surrogatepass")
-    ).hexdigest()[:32]
+    key = f"{source}|{table}|{reason}|{origin.identity}|{raw}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    if occurrences is not None:
+        rank = occurrences[digest]
+        occurrences[digest] += 1
+        if rank:
+            digest = hashlib.sha256(f"{digest}#{rank}".encode()).hexdigest()[:32]
     row = {
         "quarantine_id": digest,
         "source": source,
@@ -501,7 +543,7 @@ def guard_one(
         reason = str(exc) if isinstance(exc, BadValue) else f"{type(exc).__name__}: {exc}"
         kind = reason.split(":", 1)[0] if isinstance(exc, BadValue) else "unexpected error"
         stats.quarantined[f"{table}: {kind}"] += 1
-        yield quarantine_record(source, table, reason, record, loaded_at, origin)
+        yield quarantine_record(source, table, reason, record, loaded_at, origin, stats.occurrences)
         return
     clean["_source"] = source
     clean["_loaded_at"] = loaded_at
