@@ -73,6 +73,8 @@ QUARANTINE_COLUMNS: dict[str, TColumnSchema] = {
     "kafka_headers": {"data_type": "text"},  # JSON list of [name, value, value_encoding]
 }
 
+QUARANTINE_CONTRACT = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
+
 # Load metadata every bronze row carries besides dlt's own _dlt_load_id / _dlt_id.
 METADATA_COLUMNS: dict[str, TColumnSchema] = {
     "_source": {"data_type": "text", "nullable": False},
@@ -465,6 +467,9 @@ def quarantine_record(
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
         primary_key="quarantine_id",
         columns=QUARANTINE_COLUMNS,
+        # its own contract, not the source's: a quarantine table written before a column was
+        # added to QUARANTINE_COLUMNS gains it (frozen columns would refuse every new row)
+        schema_contract=QUARANTINE_CONTRACT,
     )
     return dlt.mark.with_hints(row, hints, create_table_variant=True)
 
@@ -532,6 +537,8 @@ def guard_one(
     try:
         try:
             row = parse(record) if parse else record
+        except BadValue:
+            raise  # the parser said what is wrong, in its own words
         except Exception as exc:
             raise BadValue(f"malformed record: {safe_text(str(exc))}") from exc
         if not isinstance(row, dict):
@@ -573,7 +580,8 @@ class GuardStep(ItemTransform):
     """The guard as the first step of a dlt resource's pipe, before any incremental cursor.
 
     dlt hands a step whole pages (lists) from paged sources; the step numbers them, so each
-    quarantined record keeps ``locate(page, index)`` as its coordinates.
+    quarantined record keeps ``locate(page, index, record, params)`` as its coordinates, ``params``
+    being the query parameters of the request that fetched the page, when dlt attaches it.
     """
 
     placement_affinity: ClassVar[float] = -1  # stick to the start
@@ -585,7 +593,7 @@ class GuardStep(ItemTransform):
         policy: SchemaPolicy,
         stats: GuardStats,
         loaded_at: datetime,
-        locate: Callable[[int, int, Any], Mapping[str, Any]],
+        locate: Callable[[int, int, Any, Any], Mapping[str, Any]],
     ) -> None:
         super().__init__(lambda item: item)
         self.args = {"source": source, "contract": contract, "policy": policy, "stats": stats,
@@ -593,10 +601,16 @@ class GuardStep(ItemTransform):
         self.locate, self.pages = locate, 0
 
     def __call__(self, item: Any, meta: Any = None) -> Iterator[Any]:
+        # numbered now: dlt may start the next page's generator before this one is drained
+        # so are the request's parameters (dlt's REST client reuses and advances the request)
         self.pages += 1
+        request = getattr(item, "request", None)
+        return self._guard(item, self.pages, dict(getattr(request, "params", None) or {}))
+
+    def _guard(self, item: Any, page: int, params: dict[str, Any]) -> Iterator[Any]:
         records = item if isinstance(item, list) else [item]
         for index, record in enumerate(records):
-            locator = self.locate(self.pages, index, record)
+            locator = self.locate(page, index, record, params)
             yield from guard_one(record, origin=Origin(record, locator), **self.args)
 
 
@@ -627,7 +641,7 @@ def attach_guard(
     policy: SchemaPolicy,
     stats: GuardStats,
     loaded_at: datetime,
-    locate: Callable[[int, int, Any], Mapping[str, Any]],
+    locate: Callable[[int, int, Any, Any], Mapping[str, Any]],
 ) -> Any:
     """Put the guard first in ``resource``'s pipe (right after the data comes out of the source)
     and the ``loaded`` counter last."""

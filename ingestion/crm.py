@@ -12,10 +12,12 @@ list, a number inside the ``data`` array), is quarantined with its page and inde
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dlt.sources.rest_api import rest_api_source
+from requests import Response
 
 from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
 from lakehouse.config import SchemaPolicy
@@ -73,6 +75,7 @@ def crm_source(
             "endpoint": {
                 "path": ENDPOINT.format(table=contract.name),
                 "params": {"page_size": page_size},
+                "response_actions": [parse_json_once],
                 "data_selector": "data",
                 "incremental": {
                     "start_param": "updated_since",
@@ -110,17 +113,35 @@ def crm_source(
     return source
 
 
-def _locator(resource: Any) -> Any:
-    """Where a record sits: endpoint, the ``updated_since`` the run asked with, page, index.
+def parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
+    """Parse a page with Python's own ``json`` (a dlt response action, run before dlt reads it).
 
-    dlt's paginator yields one list per page from page 1, so the guard's page count is the page
-    number of the request.
+    ``requests`` parses with simplejson when it is installed, which refuses ``NaN`` and
+    ``Infinity``: one such value in one record would fail the whole page, and whether it does
+    would depend on what else is installed. Python's ``json`` reads them (as Kafka's loader does)
+    and the contract guard then quarantines that one record. A page Python cannot parse either
+    is left as it is: dlt fails the load on it, with its page number, as a broken answer.
+    """
+    if response.ok:
+        try:
+            parsed = json.loads(response.content)
+        except (ValueError, RecursionError):
+            return response
+        response.json = lambda **_: parsed  # type: ignore[method-assign]
+    return response
+
+
+def _locator(resource: Any) -> Any:
+    """Where a record sits: the endpoint, the page, its index in it, the ``updated_since`` asked.
+
+    The page is the guard's own count (pages come in order from page 1); the request dlt attaches
+    to a page (``PageData``) is reused and already points at the next page by then.
     """
 
-    def locate(page: int, index: int, record: Any) -> dict[str, Any]:
-        incremental = getattr(resource.incremental, "incremental", None)
-        since = getattr(incremental, "start_value", None)
-        return {"endpoint": ENDPOINT.format(table=resource.name), "page": page,
-                "index": index, "updated_since": str(since) if since else None}  # fmt: skip
+    def locate(page: int, index: int, record: Any, params: dict[str, Any]) -> dict[str, Any]:
+        since = params.get("updated_since")
+        since = since.isoformat() if hasattr(since, "isoformat") else since
+        endpoint = ENDPOINT.format(table=resource.name)
+        return {"endpoint": endpoint, "page": page, "index": index, "updated_since": since}
 
     return locate

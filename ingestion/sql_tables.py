@@ -61,7 +61,7 @@ def _locator(contract: TableContract) -> Any:
     """Where a row sits: its table, its key and its position in this run's read."""
     position = 0
 
-    def locate(page: int, index: int, row: Any) -> dict[str, Any]:
+    def locate(page: int, index: int, row: Any, params: dict[str, Any]) -> dict[str, Any]:
         nonlocal position
         position += 1
         key = {k: row.get(k) for k in contract.required[:1]} if isinstance(row, dict) else None
