@@ -430,3 +430,23 @@ def test_what_the_guard_passes_dlt_writes_to_delta(records: list, policy: Schema
     assert sorted(map(declared, bronze_rows)) == sorted(map(declared, expected)), (
         "every declared value round-trips exactly through dlt and Delta"
     )
+
+
+# ---- the guard comes first in every resource's pipe ---------------------------------------------
+
+
+def test_the_guard_runs_before_the_incremental_cursor(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "web.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table page_views (page_view_id integer, session_id integer)")
+    resources = [
+        *crm.crm_source("http://127.0.0.1:9", "token").resources.values(),
+        *redshift.redshift_source(f"sqlite:///{db}", None, ["page_views"]).resources.values(),
+    ]
+    for resource in resources:
+        steps = [type(step).__name__ for step in resource._pipe._steps]
+        assert steps[1] == "GuardStep", (resource.name, steps)
+        assert steps.index("IncrementalResourceWrapper") > 1, (resource.name, steps)
+        assert steps[-1] == "CountLoaded", (resource.name, steps)
