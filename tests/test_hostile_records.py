@@ -98,6 +98,13 @@ KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
     ("Infinity", b"k", js(event(105, amount=float("inf"))), None, "bad value"),
     ("dlt's PUA marker", b"k", js(event(106, page_url="\uf026123")), None, "bad value"),
     (
+        "event_time in year 1",
+        b"k",
+        js(event(108, event_time="0001-01-01T00:00:00-01:00")),
+        None,
+        "bronze",
+    ),
+    (
         "event_time out of range",
         b"k",
         js(event(107, event_time="0001-01-01T00:00:00+01:00")),
