@@ -1,17 +1,28 @@
 """Schema-on-write at the door of bronze: declared columns, the unknown-column policy, quarantine.
 
-Every loader declares the columns of each bronze table. Before dlt sees a record, ``guard``
-checks it against that declaration and the source's ``schema_policy`` (lakehouse.yml):
+Every loader declares the columns of each bronze table. Before dlt (or anything else, such as an
+incremental cursor) looks at a record, ``guard`` checks it against that declaration and the
+source's ``schema_policy`` (lakehouse.yml):
 
 - ``schema_on_read``: unknown columns evolve the bronze table (dlt adds them).
 - ``schema_on_write`` + ``unknown_columns``:
   - ``quarantine``: the whole record goes to the dataset's ``quarantine`` table with its source,
-    table, reason and raw payload; the bronze table never sees it.
+    table, reason, raw payload and coordinates; the bronze table never sees it.
   - ``drop``: the unknown values are discarded (and counted), the record is kept.
   - ``fail``: the load raises before anything is written, so bronze stays exactly as it was.
 
-Records that are malformed (a required key missing, a value that is not of its declared type,
-JSON that does not parse) are quarantined with a reason under every policy.
+Every other way a record can be wrong is quarantined with a reason under every policy, whatever
+exception it raises: a payload that does not parse, a shape that is not an object, a required key
+missing, a value not of its declared type, or a value of the right type that dlt's normalizer or
+delta-rs could not write (an integer beyond int64, a string with lone surrogates, a float that is
+not finite, a structured value where a scalar is declared...). A row the guard lets through is
+therefore certain to be writable: one record can never fail a load. The only deliberate stop is
+the ``fail`` policy (``SchemaContractViolation``).
+
+Accounting, per table and per run (``GuardStats``): every record read is counted once, and ends
+either quarantined or passed on to dlt; of the passed rows, dlt's incremental may skip those it
+already loaded (its boundary de-duplication), the rest are ``loaded``. So
+``read == loaded + quarantined + skipped`` holds exactly; dropped values are counted apart.
 
 Why here and not only in dlt's schema contracts: dlt's column contract guards tables that already
 exist (a new table takes whatever columns the first load brings), and its ``discard_row`` mode
@@ -20,18 +31,23 @@ drops records silently. The dlt contract is still set as a backstop (``dlt_schem
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import dlt
+from dlt.common.json import PUA_CHARACTER_MAX, PUA_START
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.common.schema.typing import TColumnSchema
 from dlt.common.schema.utils import new_table
+from dlt.extract.items_transform import ItemTransform
 
 from lakehouse.config import SchemaPolicy
 
@@ -44,7 +60,20 @@ QUARANTINE_COLUMNS: dict[str, TColumnSchema] = {
     "reason": {"data_type": "text", "nullable": False},
     "raw_payload": {"data_type": "text", "nullable": False},
     "quarantined_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
+    # Added after the first release: nullable, so lakes quarantined before keep loading (dlt and
+    # delta-rs add a nullable column to an existing table; old rows read it as null).
+    "payload_encoding": {"data_type": "text"},  # utf-8 | base64 | json | null (see _payload)
+    "locator": {"data_type": "text"},  # JSON: where to find the record again in its source
+    "kafka_topic": {"data_type": "text"},
+    "kafka_partition": {"data_type": "bigint"},
+    "kafka_offset": {"data_type": "bigint"},
+    "kafka_key": {"data_type": "text"},
+    "kafka_key_encoding": {"data_type": "text"},  # utf-8 | base64 (null when the key is null)
+    "kafka_timestamp": {"data_type": "timestamp", "timezone": True},
+    "kafka_headers": {"data_type": "text"},  # JSON list of [name, value, value_encoding]
 }
+
+QUARANTINE_CONTRACT = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
 
 # Load metadata every bronze row carries besides dlt's own _dlt_load_id / _dlt_id.
 METADATA_COLUMNS: dict[str, TColumnSchema] = {
@@ -52,9 +81,19 @@ METADATA_COLUMNS: dict[str, TColumnSchema] = {
     "_loaded_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
 }
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# dlt's default decimal precision and scale: what its parquet writer accepts without rescaling
+DECIMAL_PRECISION, DECIMAL_SCALE = 38, 9
+REASON_MAX_CHARS = 500
+_NAMING = NamingConvention()
+
 
 class SchemaContractViolation(ValueError):
     """A record brought columns the contract does not know and the policy is ``fail``."""
+
+
+class BadValue(ValueError):
+    """A value that cannot be stored in its declared column as it is."""
 
 
 @dataclass(frozen=True)
@@ -81,16 +120,45 @@ class TableContract:
 
 @dataclass
 class GuardStats:
-    """What the guard saw, per table: rows read, quarantined (by reason), values dropped."""
+    """What became of every record, per table: read, quarantined (by reason), loaded, skipped.
+
+    ``read`` and ``quarantined`` are counted by the guard, ``loaded`` at the very end of the dlt
+    pipe (after any incremental filter), ``passed`` is what the guard handed on; ``skipped`` (rows
+    an incremental recognised as already loaded) is ``passed - loaded``.
+    """
 
     read: Counter = field(default_factory=Counter)
     quarantined: Counter = field(default_factory=Counter)
+    passed: Counter = field(default_factory=Counter)
+    loaded: Counter = field(default_factory=Counter)
     dropped_values: Counter = field(default_factory=Counter)
+    # quarantine ids issued in this run: the n-th equal bad record of a run gets the n-th id
+    occurrences: Counter = field(default_factory=Counter)
+
+    def quarantined_by_table(self) -> Counter:
+        by_table: Counter = Counter()
+        for key, count in self.quarantined.items():
+            by_table[key.split(": ", 1)[0]] += count
+        return by_table
+
+    def skipped(self) -> Counter:
+        return Counter({t: self.passed[t] - self.loaded[t] for t in self.passed
+                        if self.passed[t] > self.loaded[t]})  # fmt: skip
+
+    def unbalanced(self) -> dict[str, tuple[int, int, int, int]]:
+        """Tables where read != loaded + quarantined + skipped: (read, loaded, quarantined,
+        skipped). Empty when every record is accounted for; a non-empty answer is a bug."""
+        quarantined, skipped = self.quarantined_by_table(), self.skipped()
+        tables = set(self.read) | set(self.loaded) | set(quarantined)
+        counts = {t: (self.read[t], self.loaded[t], quarantined[t], skipped[t]) for t in tables}
+        return {t: c for t, c in counts.items() if c[0] != c[1] + c[2] + c[3]}
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "read": dict(self.read),
+            "loaded": dict(self.loaded),
             "quarantined": dict(self.quarantined),
+            "skipped": dict(self.skipped()),
             "dropped_values": dict(self.dropped_values),
         }
 
@@ -102,84 +170,392 @@ def dlt_schema_contract(policy: SchemaPolicy) -> dict[str, str]:
     return {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
 
 
-def _coerce(value: Any, column: TColumnSchema) -> Any:
-    """Check (and lightly normalise) a value against its declared dlt type; raise if it is not."""
-    if value is None:
-        return None
-    kind = column.get("data_type")
-    if kind == "bigint":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(value)
-    if kind in ("double", "decimal"):
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        return float(value) if kind == "double" else Decimal(str(value))
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"expected a boolean, got {value!r}")
-        return value
-    if kind == "text":
-        return value if isinstance(value, str) else str(value)
-    if kind == "date":
-        return value if isinstance(value, date) else date.fromisoformat(str(value))
-    if kind == "timestamp":
-        ts = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        # Naive timestamps would become timestampNtz in Delta: make every one tz-aware UTC.
-        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+# ---- values: what each declared dlt type accepts, so that dlt and delta-rs can write it --------
+
+
+def _text(value: str) -> str:
+    """A string as it can be written: UTF-8 encodable and not mistaken by dlt for a typed value.
+
+    dlt's intermediate files mark decimals, dates... as strings starting with a private-use
+    character (``dlt.common.json`` PUA markers); a text value starting with one would come back
+    as another type (or another string), so it is refused rather than altered.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadValue(f"text is not valid Unicode ({exc.reason} at {exc.start})") from None
+    if value and 0 <= ord(value[0]) - PUA_START <= PUA_CHARACTER_MAX:
+        raise BadValue(f"text starts with U+{ord(value[0]):04X}, a marker dlt reserves")
     return value
 
 
-def _payload(record: Any) -> str:
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        raise BadValue(f"expected an integer, got {type(value).__name__}")
+    if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
+        raise BadValue("expected an integer, got a fraction")
+    number = int(value)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise BadValue("integer out of the 64-bit range")
+    return number
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise BadValue(f"expected a number, got {type(value).__name__}")
+    number = float(value)  # OverflowError for an int beyond the double range
+    if not math.isfinite(number):
+        raise BadValue("number is not finite (NaN or infinity)")
+    return number
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise BadValue(f"expected a number, got {type(value).__name__}")
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise BadValue("number is not finite (NaN or infinity)")
+    if number != number.quantize(Decimal(1).scaleb(-DECIMAL_SCALE)):
+        raise BadValue(f"more than {DECIMAL_SCALE} decimal places")
+    if abs(number) >= Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE):
+        raise BadValue(f"more than {DECIMAL_PRECISION} digits")
+    return number
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict | list | tuple):
+        raise BadValue(f"structured value ({type(value).__name__}) where text is declared")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        _int(value)  # beyond int64 is more likely a wrong column than an id: refuse it
+        return str(value)
+    if isinstance(value, float | Decimal):
+        return repr(_float(value)) if isinstance(value, float) else str(_decimal(value))
+    if isinstance(value, bytes | bytearray):
+        try:
+            return _text(bytes(value).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadValue("bytes that are not UTF-8 where text is declared") from None
+    if isinstance(value, date):
+        return value.isoformat()
+    raise BadValue(f"expected text, got {type(value).__name__}")
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        if value.timetz().replace(tzinfo=None) != datetime.min.time():
+            raise BadValue("a timestamp with a time of day where a date is declared")
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(_text(value))
+    raise BadValue(f"expected a date, got {type(value).__name__}")
+
+
+def _as_timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        ts = value
+    elif isinstance(value, date):
+        ts = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        ts = datetime.fromisoformat(_text(value))
+    else:
+        raise BadValue(f"expected a timestamp, got {type(value).__name__}")
+    # Naive timestamps would become timestampNtz in Delta: make every one tz-aware UTC.
+    # astimezone raises OverflowError when the UTC instant falls outside years 1..9999.
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadValue(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "bigint": _int,
+    "double": _float,
+    "decimal": _decimal,
+    "bool": _as_bool,
+    "text": _as_text,
+    "date": _as_date,
+    "timestamp": _as_timestamp,
+}
+
+
+def _coerce(value: Any, column: TColumnSchema) -> Any:
+    """The value as its declared dlt type, certain to be writable; raise if it cannot be."""
+    if value is None:
+        if column.get("nullable", True) is False:
+            raise BadValue("null where the column is not nullable")
+        return None
+    kind = column.get("data_type", "")
+    if kind not in _COERCE:
+        raise BadValue(f"the contract declares {kind!r}, which the guard cannot check")
+    return _COERCE[kind](value)
+
+
+def _evolving(value: Any) -> Any:
+    """A value of a column the contract does not declare (``schema_on_read``) as dlt can write
+    it: a scalar it infers a column type from. Structured values and bytes are refused (dlt
+    would spread them over nested tables and binary columns no contract speaks of)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return _int(value)
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, date):
+        return _as_timestamp(value) if isinstance(value, datetime) else value
+    raise BadValue(f"{type(value).__name__} in a column the contract does not declare")
+
+
+def _evolving_names(unknown: list[str], reserved: set[str]) -> None:
+    """Refuse unknown column names dlt would mangle into a clash (``a b`` and ``a_b``) or into
+    one of its own or the contract's columns."""
+    seen: set[str] = set()
+    for name in unknown:
+        normalized = _NAMING.normalize_identifier(_text(name))
+        if normalized in reserved or normalized in seen or normalized.startswith("_dlt"):
+            raise BadValue(f"column name {name!r} clashes with another once normalised")
+        seen.add(normalized)
+
+
+# ---- quarantine rows ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What quarantine keeps of a record: its raw payload and where it came from.
+
+    ``locator`` says where to find the record again (endpoint and page, table and key, requested
+    day...); ``columns`` fills typed coordinate columns (Kafka's topic, partition, offset...);
+    ``identity`` goes into the quarantine id: for sources whose coordinates are stable (Kafka) two
+    equal payloads at two places are two records, for the others the payload is the identity (a
+    CRM record re-read in the late-update window is the same record, quarantined once).
+    """
+
+    payload: Any
+    locator: Mapping[str, Any] = field(default_factory=dict)
+    columns: Mapping[str, Any] = field(default_factory=dict)
+    identity: str = ""
+
+
+def safe_text(value: Any, limit: int | None = None) -> str:
+    """Any value as text that is valid UTF-8 (lone surrogates escaped), at most ``limit`` chars."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return repr(value)
+
+
+def encode_bytes(value: bytes) -> tuple[str, str]:
+    """Bytes kept losslessly as text: the UTF-8 text itself when they decode, else base64."""
+    try:
+        return _text(value.decode("utf-8")), "utf-8"
+    except (UnicodeDecodeError, BadValue):
+        return base64.b64encode(value).decode("ascii"), "base64"
+
+
+def _payload(record: Any) -> tuple[str, str]:
+    """The raw payload as text and how it is encoded.
+
+    ``utf-8``: the bytes as received, decoded. ``base64``: bytes that are not UTF-8.
+    ``json``: a value the loader received already parsed (a CRM record, a SQL row) rendered as
+    ASCII JSON, so lone surrogates and every code point survive as escapes; bytes inside it as
+    ``{"base64": ...}``, dates in ISO format. ``null``: there was no payload (a Kafka tombstone).
+    """
+    if record is None:
+        return "", "null"
     if isinstance(record, bytes | bytearray):
-        return record.decode("utf-8", errors="replace")
-    if isinstance(record, str):
-        return record
-    return json.dumps(record, default=str, sort_keys=True)
+        return encode_bytes(bytes(record))
+    try:
+        return json.dumps(record, default=_json_default, sort_keys=True), "json"
+    except (TypeError, ValueError, RecursionError):
+        # too deep for the recursive encoder this far down the stack, or keys that do not sort
+        return _json_iterative(record), "json"
 
 
-def quarantine_record(source: str, table: str, reason: str, record: Any, at: datetime) -> Any:
+class _Token(str):
+    """Literal JSON text on ``_json_iterative``'s stack (as opposed to a value to encode)."""
+
+
+def _json_iterative(record: Any) -> str:
+    """ASCII JSON of any nesting depth, with an explicit stack instead of recursion."""
+    out: list[str] = []
+    stack: list[Any] = [record]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            out.append(item)
+        elif isinstance(item, dict | list | tuple):
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            parts: list[Any] = []
+            for i, (key, value) in enumerate(pairs):
+                if i:
+                    parts.append(_Token(","))
+                if isinstance(item, dict):
+                    parts.append(
+                        _Token(json.dumps(key if isinstance(key, str) else repr(key)) + ":")
+                    )
+                parts.append(value)
+            opening, closing = ("{", "}") if isinstance(item, dict) else ("[", "]")
+            out.append(opening)
+            stack.append(_Token(closing))
+            stack.extend(reversed(parts))
+        else:
+            out.append(json.dumps(item, default=_json_default))
+    return "".join(out)
+
+
+def quarantine_record(
+    source: str,
+    table: str,
+    reason: str,
+    record: Any,
+    at: datetime,
+    origin: Origin | None = None,
+    occurrences: Counter | None = None,
+) -> Any:
     """A record for the dataset's quarantine table, routed there by dlt table hints.
 
-    Its id hashes the payload and reason, and the table is merged insert-only on it, so a rerun or
-    replay never quarantines the same record twice.
+    Its id hashes the payload, the reason and the origin's identity, and the table is merged
+    insert-only on it, so a rerun or replay never quarantines the same record twice. Equal bad
+    records within one run (``occurrences`` counts them) are told apart by their rank: the
+    second copy is a second row, and the next run's second copy is that same row again.
     """
-    raw = _payload(record)
-    digest = hashlib.sha256(f"{source}|{table}|{reason}|{raw}".encode()).hexdigest()[:32]
+    origin = origin or Origin(payload=record)
+    raw, encoding = _payload(origin.payload)
+    reason = safe_text(reason, REASON_MAX_CHARS)
+    key = f"{source}|{table}|{reason}|{origin.identity}|{raw}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    if occurrences is not None:
+        rank = occurrences[digest]
+        occurrences[digest] += 1
+        if rank:
+            digest = hashlib.sha256(f"{digest}#{rank}".encode()).hexdigest()[:32]
     row = {
         "quarantine_id": digest,
         "source": source,
         "source_table": table,
         "reason": reason,
         "raw_payload": raw,
+        "payload_encoding": encoding,
+        "locator": json.dumps(dict(origin.locator), default=safe_text, sort_keys=True),
         "quarantined_at": at,
+        **origin.columns,
     }
     hints = dlt.mark.make_hints(
         table_name=QUARANTINE_TABLE,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
         primary_key="quarantine_id",
         columns=QUARANTINE_COLUMNS,
+        # its own contract, not the source's: a quarantine table written before a column was
+        # added to QUARANTINE_COLUMNS gains it (frozen columns would refuse every new row)
+        schema_contract=QUARANTINE_CONTRACT,
     )
     return dlt.mark.with_hints(row, hints, create_table_variant=True)
 
 
-def guarded(
+# ---- the guard ----------------------------------------------------------------------------------
+
+
+def _check(row: dict, contract: TableContract, policy: SchemaPolicy, stats: GuardStats) -> dict:
+    """The clean row for ``row``; raise ``BadValue`` (quarantine) or ``SchemaContractViolation``."""
+    table, known = contract.name, contract.columns
+    if not all(isinstance(name, str) for name in row):
+        raise BadValue("a column name that is not text")
+    unknown = sorted(name for name in row if name not in known)
+    if unknown and policy.mode == "schema_on_write":
+        if policy.unknown_columns == "fail":
+            raise SchemaContractViolation(
+                f"{contract.name}: unknown columns {[safe_text(n) for n in unknown]} "
+                "(schema_policy: fail); nothing was loaded"
+            )
+        if policy.unknown_columns == "quarantine":
+            raise BadValue(f"unknown columns: {', '.join(safe_text(n) for n in unknown)}")
+    missing = [key for key in contract.required if row.get(key) is None or row.get(key) == ""]
+    if missing:
+        raise BadValue(f"missing required value: {', '.join(missing)}")
+    clean: dict[str, Any] = {}
+    for name, column in known.items():
+        if name in row:
+            try:
+                clean[name] = _coerce(row[name], column)
+            except Exception as exc:
+                raise BadValue(f"bad value for {name}: {safe_text(str(exc))}") from exc
+        elif column.get("nullable", True) is False:
+            raise BadValue(f"missing required value: {name}")
+    if unknown and policy.mode == "schema_on_write":  # drop
+        for name in unknown:
+            stats.dropped_values[f"{table}.{safe_text(name)}"] += 1
+    elif unknown:  # schema_on_read: dlt evolves the table, with values it can write
+        _evolving_names(unknown, set(known) | set(METADATA_COLUMNS))
+        for name in unknown:
+            try:
+                clean[name] = _evolving(row[name])
+            except Exception as exc:
+                raise BadValue(f"bad value for {safe_text(name)}: {safe_text(str(exc))}") from exc
+    return clean
+
+
+def guard_one(
+    record: Any,
+    *,
     source: str,
     contract: TableContract,
     policy: SchemaPolicy,
     stats: GuardStats,
     loaded_at: datetime,
-) -> Callable[[Any], Iterator[Any]]:
-    """``guard`` for one record at a time, as a dlt yield map (``resource.add_yield_map``).
+    parse: Callable[[Any], Any] | None = None,
+    origin: Origin | None = None,
+) -> Iterator[Any]:
+    """One record: yield its clean row or its quarantine record; raise only on a ``fail`` policy.
 
-    One argument on purpose: dlt passes item metadata to callables that take two.
+    ``parse`` turns a raw record into a dict (e.g. a Kafka message with JSON bytes); ``origin``
+    is what quarantine keeps (default: the record itself, no coordinates).
     """
-
-    def check(record: Any) -> Iterator[Any]:
-        return guard([record], source=source, contract=contract, policy=policy, stats=stats,
-                     loaded_at=loaded_at)  # fmt: skip
-
-    return check
+    table = contract.name
+    stats.read[table] += 1
+    try:
+        try:
+            row = parse(record) if parse else record
+        except BadValue:
+            raise  # the parser said what is wrong, in its own words
+        except Exception as exc:
+            raise BadValue(f"malformed record: {safe_text(str(exc))}") from exc
+        if not isinstance(row, dict):
+            raise BadValue(f"malformed record: expected an object, got {type(row).__name__}")
+        clean = _check(row, contract, policy, stats)
+    except SchemaContractViolation:
+        raise
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, BadValue) else f"{type(exc).__name__}: {exc}"
+        kind = reason.split(":", 1)[0] if isinstance(exc, BadValue) else "unexpected error"
+        stats.quarantined[f"{table}: {kind}"] += 1
+        yield quarantine_record(source, table, reason, record, loaded_at, origin, stats.occurrences)
+        return
+    clean["_source"] = source
+    clean["_loaded_at"] = loaded_at
+    stats.passed[table] += 1
+    yield clean
 
 
 def guard(
@@ -190,59 +566,85 @@ def guard(
     policy: SchemaPolicy,
     stats: GuardStats,
     loaded_at: datetime,
-    parse: Callable[[Any], dict] | None = None,
-    raw: Callable[[Any], Any] | None = None,
+    parse: Callable[[Any], Any] | None = None,
+    origin: Callable[[Any], Origin] | None = None,
 ) -> Iterator[Any]:
-    """Yield clean rows (with load metadata) and quarantine records; raise on a ``fail`` policy.
-
-    ``parse`` turns a raw record into a dict (e.g. a Kafka message with JSON bytes); a parse error
-    quarantines ``raw(record)`` (default: the record itself).
-    """
-    table = contract.name
-    known = set(contract.columns)
+    """``guard_one`` over ``records``; ``origin(record)`` says what quarantine keeps of each."""
     for record in records:
-        stats.read[table] += 1
-        try:
-            row = parse(record) if parse else dict(record)
-            if not isinstance(row, dict):
-                raise ValueError(f"expected an object, got {type(row).__name__}")
-        except ValueError as exc:
-            stats.quarantined[f"{table}: malformed"] += 1
-            payload = raw(record) if raw else record
-            yield quarantine_record(source, table, f"malformed record: {exc}", payload, loaded_at)
-            continue
+        yield from guard_one(record, source=source, contract=contract, policy=policy,
+                             stats=stats, loaded_at=loaded_at, parse=parse,
+                             origin=origin(record) if origin else None)  # fmt: skip
 
-        unknown = sorted(set(row) - known)
-        if unknown and policy.mode == "schema_on_write":
-            if policy.unknown_columns == "fail":
-                raise SchemaContractViolation(
-                    f"{source}.{table}: unknown columns {unknown} (schema_policy: fail); "
-                    "nothing was loaded"
-                )
-            if policy.unknown_columns == "quarantine":
-                stats.quarantined[f"{table}: unknown columns"] += 1
-                reason = f"unknown columns: {', '.join(unknown)}"
-                yield quarantine_record(source, table, reason, row, loaded_at)
-                continue
-            for name in unknown:
-                stats.dropped_values[f"{table}.{name}"] += 1
-                del row[name]
 
-        missing = [key for key in contract.required if row.get(key) in (None, "")]
-        if missing:
-            stats.quarantined[f"{table}: missing key"] += 1
-            reason = f"missing required value: {', '.join(missing)}"
-            yield quarantine_record(source, table, reason, row, loaded_at)
-            continue
-        try:
-            for name, column in contract.columns.items():
-                if name in row:
-                    row[name] = _coerce(row[name], column)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            stats.quarantined[f"{table}: bad value"] += 1
-            reason = f"bad value for {name}: {exc}"
-            yield quarantine_record(source, table, reason, row, loaded_at)
-            continue
-        row["_source"] = source
-        row["_loaded_at"] = loaded_at
-        yield row
+class GuardStep(ItemTransform):
+    """The guard as the first step of a dlt resource's pipe, before any incremental cursor.
+
+    dlt hands a step whole pages (lists) from paged sources; the step numbers them, so each
+    quarantined record keeps ``locate(page, index, record, params)`` as its coordinates, ``params``
+    being the query parameters of the request that fetched the page, when dlt attaches it.
+    """
+
+    placement_affinity: ClassVar[float] = -1  # stick to the start
+
+    def __init__(
+        self,
+        source: str,
+        contract: TableContract,
+        policy: SchemaPolicy,
+        stats: GuardStats,
+        loaded_at: datetime,
+        locate: Callable[[int, int, Any, Any], Mapping[str, Any]],
+    ) -> None:
+        super().__init__(lambda item: item)
+        self.args = {"source": source, "contract": contract, "policy": policy, "stats": stats,
+                     "loaded_at": loaded_at}  # fmt: skip
+        self.locate, self.pages = locate, 0
+
+    def __call__(self, item: Any, meta: Any = None) -> Iterator[Any]:
+        # numbered now: dlt may start the next page's generator before this one is drained
+        # so are the request's parameters (dlt's REST client reuses and advances the request)
+        self.pages += 1
+        request = getattr(item, "request", None)
+        return self._guard(item, self.pages, dict(getattr(request, "params", None) or {}))
+
+    def _guard(self, item: Any, page: int, params: dict[str, Any]) -> Iterator[Any]:
+        records = item if isinstance(item, list) else [item]
+        for index, record in enumerate(records):
+            locator = self.locate(page, index, record, params)
+            yield from guard_one(record, origin=Origin(record, locator), **self.args)
+
+
+class CountLoaded(ItemTransform):
+    """The last step of a resource's pipe: counts the clean rows that reach dlt (``loaded``).
+
+    After dlt's incremental (affinity 1) and limit (1.1) steps, before a fork (2).
+    """
+
+    placement_affinity: ClassVar[float] = 1.2
+
+    def __init__(self, table: str, stats: GuardStats) -> None:
+        super().__init__(lambda item: item)
+        self.table, self.stats = table, stats
+
+    def __call__(self, item: Any, meta: Any = None) -> Any:
+        rows = item if isinstance(item, list) else [item]
+        self.stats.loaded[self.table] += sum(
+            1 for row in rows if isinstance(row, dict) and "_source" in row
+        )
+        return item
+
+
+def attach_guard(
+    resource: Any,
+    source: str,
+    contract: TableContract,
+    policy: SchemaPolicy,
+    stats: GuardStats,
+    loaded_at: datetime,
+    locate: Callable[[int, int, Any, Any], Mapping[str, Any]],
+) -> Any:
+    """Put the guard first in ``resource``'s pipe (right after the data comes out of the source)
+    and the ``loaded`` counter last."""
+    resource.add_step(GuardStep(source, contract, policy, stats, loaded_at, locate), insert_at=1)
+    resource.add_step(CountLoaded(contract.name, stats))
+    return resource

@@ -4,16 +4,22 @@ Strategy: dlt's ``rest_api`` source sends the watermark kept in dlt state as ``u
 so a run fetches only records changed since the last one; records are merged (upsert) on their
 key, so a changed record is updated in place. The watermark trails by ``LATE_UPDATE_LAG`` because
 CRMs stamp some updates late (out of order); re-reading that window is safe under the merge.
+
+The contract guard is the first step of each resource's pipe, before dlt's incremental reads the
+``updated_at`` cursor: a record whose cursor is garbage, or that is no object at all (null, a
+list, a number inside the ``data`` array), is quarantined with its page and index, never compared.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dlt.sources.rest_api import rest_api_source
+from requests import Response
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
+from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
 from lakehouse.config import SchemaPolicy
 
 LATE_UPDATE_LAG = timedelta(days=1)
@@ -69,6 +75,7 @@ def crm_source(
             "endpoint": {
                 "path": ENDPOINT.format(table=contract.name),
                 "params": {"page_size": page_size},
+                "response_actions": [parse_json_once],
                 "data_selector": "data",
                 "incremental": {
                     "start_param": "updated_since",
@@ -101,7 +108,40 @@ def crm_source(
     )
     for contract in (CONTACTS, ACCOUNTS):
         contract.register(source.schema)
-        source.resources[contract.name].add_yield_map(
-            guarded("crm", contract, policy, stats, loaded_at)
-        )
+        resource = source.resources[contract.name]
+        attach_guard(resource, "crm", contract, policy, stats, loaded_at, _locator(resource))
     return source
+
+
+def parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
+    """Parse a page with Python's own ``json`` (a dlt response action, run before dlt reads it).
+
+    ``requests`` parses with simplejson when it is installed, which refuses ``NaN`` and
+    ``Infinity``: one such value in one record would fail the whole page, and whether it does
+    would depend on what else is installed. Python's ``json`` reads them (as Kafka's loader does)
+    and the contract guard then quarantines that one record. A page Python cannot parse either
+    is left as it is: dlt fails the load on it, with its page number, as a broken answer.
+    """
+    if response.ok:
+        try:
+            parsed = json.loads(response.content)
+        except (ValueError, RecursionError):
+            return response
+        response.json = lambda **_: parsed  # type: ignore[method-assign]
+    return response
+
+
+def _locator(resource: Any) -> Any:
+    """Where a record sits: the endpoint, the page, its index in it, the ``updated_since`` asked.
+
+    The page is the guard's own count (pages come in order from page 1); the request dlt attaches
+    to a page (``PageData``) is reused and already points at the next page by then.
+    """
+
+    def locate(page: int, index: int, record: Any, params: dict[str, Any]) -> dict[str, Any]:
+        since = params.get("updated_since")
+        since = since.isoformat() if hasattr(since, "isoformat") else since
+        endpoint = ENDPOINT.format(table=resource.name)
+        return {"endpoint": endpoint, "page": page, "index": index, "updated_since": since}
+
+    return locate

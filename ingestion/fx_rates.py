@@ -2,18 +2,28 @@
 
 Strategy: the cursor is ``rate_date`` (dlt incremental state); each run re-requests the last few
 days (``lag``) because publishers revise recent rates, and merges on (rate_date, currency) so a
-revised rate replaces the old one, a new day is inserted, and a rerun duplicates nothing.
+revised rate replaces the old one, a new day is inserted, and a rerun duplicates nothing. Every
+rate of an answer is one record for the contract guard; an answer that is not shaped as rates
+(or not JSON) is one record, quarantined whole with the day requested.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import dlt
 from dlt.sources.helpers.rest_client import RESTClient
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
+from ingestion.contracts import (
+    CountLoaded,
+    GuardStats,
+    Origin,
+    TableContract,
+    dlt_schema_contract,
+    guard_one,
+)
 from lakehouse.config import SchemaPolicy
 
 # Publishers revise the most recent days; re-read them on every run (the merge makes it safe).
@@ -54,7 +64,7 @@ def fx_source(
     client = RESTClient(base_url=base_url)
     loaded_at = datetime.now(UTC)
 
-    def published(day: date, seen: set[str]) -> Iterator[dict]:
+    def fetch(day: date) -> Any:
         response = client.get(
             f"{ENDPOINT}/{day.isoformat()}",
             params={"base": base_currency, "symbols": ",".join(currencies)},
@@ -62,18 +72,21 @@ def fx_source(
         # dlt's client has retried 5xx and 429 already; what is still an error fails the load
         # (RESTClient.get, unlike paginate, does not raise on an error status by itself).
         response.raise_for_status()
-        payload = response.json()
-        # Weekends and holidays answer with the previous business day: keep one copy.
-        if payload["date"] in seen:
-            return
-        seen.add(payload["date"])
-        for currency, value in sorted(payload["rates"].items()):
-            yield {
-                "rate_date": payload["date"],
-                "base_currency": payload["base"],
-                "currency": currency,
-                "rate": value,
-            }
+        try:
+            return response.json()
+        except (ValueError, RecursionError):  # not JSON: quarantine keeps the body's bytes
+            return response.content
+
+    def guarded_day(day: date, seen: set[str]) -> Iterator[Any]:
+        args = {"source": "fx", "contract": RATES, "policy": policy, "stats": stats,
+                "loaded_at": loaded_at}  # fmt: skip
+        payload = fetch(day)
+        locator = {"endpoint": f"{ENDPOINT}/{day.isoformat()}", "requested_day": day.isoformat()}
+        for record, where in published_rows(payload, seen):
+            # a whole answer is identified by its day (two days may answer the same garbage)
+            identity = day.isoformat() if "whole_answer" in where else ""
+            origin = Origin(record, {**locator, **where}, identity=identity)
+            yield from guard_one(record, origin=origin, **args)
 
     @dlt.resource(
         name="rates",
@@ -91,14 +104,7 @@ def fx_source(
     ) -> Iterator[dict]:
         day, seen = rate_date.start_value or start_date, set()
         while day <= end_date:
-            yield from guard(
-                published(day, seen),
-                source="fx",
-                contract=RATES,
-                policy=policy,
-                stats=stats,
-                loaded_at=loaded_at,
-            )
+            yield from guarded_day(day, seen)
             day += timedelta(days=1)
 
     RATES.register(dlt.current.source_schema())
@@ -109,6 +115,27 @@ def fx_source(
             end_value=end_date + timedelta(days=1),  # the end is open
             on_cursor_value_missing="include",
         )
-        yield rates(rate_date=window)
+        yield rates(rate_date=window).add_step(CountLoaded(RATES.name, stats))
     else:
-        yield rates
+        yield rates.add_step(CountLoaded(RATES.name, stats))
+
+
+def published_rows(payload: Any, seen: set[str]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The rows of one day's answer, each with where it sits in it (the currency).
+
+    Weekends and holidays answer with the previous business day: a day already seen is skipped
+    (it was read once). An answer not shaped as ``{"date", "base", "rates": {...}}`` is one
+    record for the guard, which quarantines it whole.
+    """
+    day = payload.get("date") if isinstance(payload, dict) else None
+    rates = payload.get("rates") if isinstance(payload, dict) else None
+    if not isinstance(day, str) or not isinstance(rates, dict):
+        yield payload, {"whole_answer": True}
+        return
+    if day in seen:
+        return
+    seen.add(day)
+    for currency, value in sorted(rates.items()):
+        row = {"rate_date": day, "base_currency": payload.get("base"), "currency": currency,
+               "rate": value}  # fmt: skip
+        yield row, {"currency": currency}

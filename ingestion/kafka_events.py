@@ -5,7 +5,10 @@ dlt state up to the partition's high watermark as of the start of the run, and i
 keyed by (topic, partition, offset) with dlt's ``insert-only`` merge. The offsets advance in dlt
 state only when the load commits, so a crashed run is simply read again, and a *replay* (from an
 earlier offset, or from a timestamp) re-reads history without duplicating a row already in
-bronze. Messages that are not JSON objects are quarantined with their raw bytes.
+bronze. Every message ends in exactly one of bronze ``events`` or ``quarantine``: tombstones
+(null values), values that are not JSON objects, keys that are not UTF-8, contract violations
+are quarantined with their raw bytes (UTF-8 text or base64), key, headers and coordinates.
+Offsets are kept per topic and partition (``offsets_state``).
 
 dlt's verified Kafka source is fetched from GitHub by ``dlt init``, which is unreachable here;
 this resource is written on confluent-kafka, keeping offsets in dlt state the same way.
@@ -20,9 +23,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guard
+from ingestion.contracts import (
+    BadValue,
+    CountLoaded,
+    GuardStats,
+    Origin,
+    TableContract,
+    dlt_schema_contract,
+    encode_bytes,
+    guard_one,
+    safe_text,
+)
 from lakehouse.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
@@ -47,36 +67,110 @@ EVENTS = TableContract(
     },
     required=("event_id", "event_type", "event_time"),
 )
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_key", "kafka_timestamp")
+
+
+def _timestamp(message: Any) -> datetime | None:
+    """The message's timestamp, or None when it has none or it is outside years 1..9999 (a
+    producer may set any 64-bit number of milliseconds)."""
+    kind, millis = message.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE or millis is None or millis < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _metadata(message: Any) -> dict[str, Any]:
-    _, millis = message.timestamp()
+    """Where the message sits in Kafka. Raise ``BadValue`` for a key that is not UTF-8 text (the
+    events table keeps keys as text; quarantine keeps such a key in base64)."""
+    key = message.key()
+    if key is not None:
+        text, encoding = encode_bytes(key)
+        if encoding != "utf-8":
+            raise BadValue("malformed record: the message key is not UTF-8 text")
+        key = text
     return {
         "kafka_topic": message.topic(),
         "kafka_partition": message.partition(),
         "kafka_offset": message.offset(),
-        "kafka_key": message.key().decode() if message.key() else None,
-        "kafka_timestamp": datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None,
+        "kafka_key": key,
+        "kafka_timestamp": _timestamp(message),
     }
 
 
 def _parse(message: Any) -> dict[str, Any]:
-    """The event as a row: its JSON fields plus where it sits in Kafka. Raise if not JSON."""
+    """The event as a row: its JSON fields plus where it sits in Kafka. Raise if it is none.
+
+    A tombstone (null value) is not an event. Where a JSON object repeats a key, the last value
+    wins (Python's json, like most parsers); quarantine would keep the bytes as sent.
+    """
+    value = message.value()
+    if value is None:
+        raise BadValue("tombstone: the message value is null")
     try:
-        event = json.loads(message.value())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON at partition {message.partition()} offset "
-                         f"{message.offset()}: {exc}") from None  # fmt: skip
+        event = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise BadValue(f"malformed record: not JSON: {exc}") from None
     if not isinstance(event, dict):
-        raise ValueError(f"expected a JSON object, got {type(event).__name__}")
+        raise BadValue(f"malformed record: expected a JSON object, got {type(event).__name__}")
+    clash = sorted(set(event) & set(KAFKA_COLUMNS))
+    if clash:
+        raise BadValue(f"malformed record: the event sets Kafka's own columns {clash}")
     return {**event, **_metadata(message)}
 
 
-def _raw(message: Any) -> dict[str, Any]:
-    """What quarantine keeps of a message that does not parse: its bytes and coordinates."""
-    meta = _metadata(message)
-    return {**meta, "kafka_timestamp": str(meta["kafka_timestamp"]),
-            "value": message.value().decode("utf-8", errors="replace")}  # fmt: skip
+def _headers(message: Any) -> str | None:
+    headers = message.headers()
+    if not headers:
+        return None
+    rendered = []
+    for name, value in headers:
+        text, encoding = encode_bytes(value) if value is not None else (None, None)
+        rendered.append([safe_text(name), text, encoding])
+    return json.dumps(rendered)
+
+
+def origin(message: Any) -> Origin:
+    """What quarantine keeps of a message: its value bytes as they came and every coordinate.
+
+    The (topic, partition, offset) identity makes two messages with equal bytes two quarantine
+    rows, and a replay of one message the same row.
+    """
+    key = message.key()
+    key_text, key_encoding = encode_bytes(key) if key is not None else (None, None)
+    columns = {
+        "kafka_topic": message.topic(),
+        "kafka_partition": message.partition(),
+        "kafka_offset": message.offset(),
+        "kafka_key": key_text,
+        "kafka_key_encoding": key_encoding,
+        "kafka_timestamp": _timestamp(message),
+        "kafka_headers": _headers(message),
+    }
+    locator = {"topic": message.topic(), "partition": message.partition(),
+               "offset": message.offset(), "timestamp_ms": message.timestamp()[1]}  # fmt: skip
+    identity = f"{message.topic()}/{message.partition()}/{message.offset()}"
+    return Origin(message.value(), locator, columns, identity)
+
+
+def offsets_state(resource_state: dict[str, Any], topic: str) -> dict[str, int]:
+    """This topic's next offsets by partition, in dlt state ``topic_offsets[topic][partition]``.
+
+    Before, offsets were kept as ``offsets[partition]`` whatever the topic, so pointing the
+    loader at another topic started it at the old topic's offsets. That old layout could only
+    have been written for the topic configured then, so on the first run after the upgrade its
+    offsets are moved under the topic configured now (and the old key removed, in the same
+    state commit as the load). A deployment that changes its topic in the same release should
+    start the new topic with ``--replay-from-offset 0`` (replays duplicate nothing).
+    """
+    by_topic: dict[str, dict[str, int]] = resource_state.setdefault("topic_offsets", {})
+    legacy = resource_state.pop("offsets", None)
+    offsets = by_topic.setdefault(topic, {})
+    for partition, offset in (legacy or {}).items():
+        offsets[partition] = max(offsets.get(partition, 0), offset)
+    return offsets
 
 
 @dlt.source(name="kafka")
@@ -108,7 +202,7 @@ def kafka_source(
         schema_contract=dlt_schema_contract(policy),
     )
     def events() -> Iterator[Any]:
-        state: dict[str, int] = dlt.current.resource_state().setdefault("offsets", {})
+        state = offsets_state(dlt.current.resource_state(), topic)
         consumer = Consumer({
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,
@@ -170,19 +264,19 @@ def kafka_source(
                     raise KafkaException(message.error())
                 if p not in remaining or message.offset() >= ends[p]:
                     continue  # past this run's batch: the next run reads it
-                yield from guard(
-                    [message],
+                yield from guard_one(
+                    message,
                     source="kafka",
                     contract=EVENTS,
                     policy=policy,
                     stats=stats,
                     loaded_at=loaded_at,
                     parse=_parse,
-                    raw=_raw,
+                    origin=origin(message),
                 )
                 state[str(p)] = max(state.get(str(p), 0), message.offset() + 1)
                 if message.offset() + 1 >= ends[p]:
                     remaining.discard(p)
 
     EVENTS.register(dlt.current.source_schema())
-    yield events
+    yield events.add_step(CountLoaded(EVENTS.name, stats))

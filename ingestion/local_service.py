@@ -186,10 +186,20 @@ class _Handler(BaseHTTPRequestHandler):
             "total_pages": total_pages,
             "total": len(selected),
         }
-        self._send(HTTPStatus.OK, body)
+        extra = self.server.extra_crm.get(entity, []) if page == 1 else []
+        if not extra:
+            self._send(HTTPStatus.OK, body)
+            return
+        # records as raw JSON text, spliced into page 1's data array as sent (tests: hostile ones)
+        head = json.dumps(body["data"])[:-1]
+        data = head + (", " if body["data"] else "") + ", ".join(extra) + "]"
+        rest = json.dumps({k: v for k, v in body.items() if k != "data"})[1:]
+        self._send_raw(HTTPStatus.OK, f'{{"data": {data}, {rest}'.encode("utf-8", "surrogatepass"))
 
     def _send(self, status: HTTPStatus, body: dict, retry_after: str | None = None) -> None:
-        payload = json.dumps(body).encode()
+        self._send_raw(status, json.dumps(body).encode(), retry_after)
+
+    def _send_raw(self, status: HTTPStatus, payload: bytes, retry_after: str | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -219,6 +229,8 @@ class _Service(ThreadingHTTPServer):
     def __init__(self, port: int, world: World, token: str, corrections: Path | None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.world = world
+        # entity -> records as raw JSON text, appended to the first page of every CRM answer
+        self.extra_crm: dict[str, list[str]] = {}
         self.token = token
         self.corrections_file = corrections
         self.served: Counter[str] = Counter()  # records sent per route, for tests and debugging

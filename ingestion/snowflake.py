@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+import sqlalchemy as sa
 
 from ingestion.contracts import GuardStats, TableContract
 from ingestion.sql_tables import contracted_sql_table
@@ -75,6 +76,33 @@ CONTRACTS = {
 }
 
 
+def _text_or_bytes(value: bytes) -> str | bytes:
+    """SQLite text as str when it is UTF-8, else the bytes (the guard quarantines them)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def engine_for(credentials: str) -> sa.engine.Engine | str:
+    """The SQLAlchemy engine to read with: for the local SQLite stand-in, one whose connections
+    hand text that is not UTF-8 over as bytes.
+
+    SQLite stores whatever bytes it is given in a TEXT column, and Python's sqlite3 raises on
+    the first one that does not decode, failing the fetch of a whole chunk. As bytes, the value
+    reaches the contract guard, which quarantines that one row with the bytes in base64.
+    """
+    if not credentials.startswith("sqlite"):
+        return credentials
+    engine = sa.create_engine(credentials)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.text_factory = _text_or_bytes
+
+    return engine
+
+
 @dlt.source(name="snowflake")
 def snowflake_source(
     credentials: str,
@@ -87,6 +115,7 @@ def snowflake_source(
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     loaded_at = datetime.now(UTC)
+    engine = engine_for(credentials)
     for name in tables:
         yield contracted_sql_table(
             "snowflake",
@@ -94,7 +123,7 @@ def snowflake_source(
             policy,
             stats,
             loaded_at,
-            credentials=credentials,
+            credentials=engine,
             chunk_size=chunk_size,
             write_disposition="replace",
         )

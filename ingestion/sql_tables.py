@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 import dlt
+import sqlalchemy as sa
 from dlt.sources.sql_database import sql_table
 
-from ingestion.contracts import GuardStats, TableContract, dlt_schema_contract, guarded
+from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
 from lakehouse.config import SchemaPolicy
 
 
@@ -24,16 +25,46 @@ def contracted_sql_table(
 
     Call inside a ``@dlt.source``. Reflection stays minimal and its column hints are cleared, so
     a column the upstream table gained but the contract does not declare meets the source's
-    unknown-column policy in the guard, which every row passes through.
+    unknown-column policy in the guard, which every row passes through first (before the
+    incremental cursor, for the tables that have one).
     """
     contract.register(dlt.current.source_schema())
     resource = sql_table(
-        table=contract.name, backend="sqlalchemy", reflection_level="minimal", **sql_table_args
+        table=contract.name,
+        backend="sqlalchemy",
+        reflection_level="minimal",
+        table_adapter_callback=_raw_values,
+        **sql_table_args,
     )
     resource.apply_hints(
         columns={},
         primary_key=contract.required[0],
         schema_contract=dlt_schema_contract(policy),
     )
-    resource.add_yield_map(guarded(source, contract, policy, stats, loaded_at))
-    return resource
+    return attach_guard(resource, source, contract, policy, stats, loaded_at, _locator(contract))
+
+
+def _raw_values(table: sa.Table) -> sa.Table:
+    """Read every column as the driver returns it, with no SQLAlchemy result processing.
+
+    SQLAlchemy parses some types itself (SQLite keeps DATETIME as text and SQLAlchemy parses it
+    while fetching): one unparseable value would then fail the fetch of the whole chunk, before
+    any guard sees a row. Typed as ``NullType`` the value reaches the guard as stored, and the
+    guard types it or quarantines that one row.
+    """
+    for column in table.columns:
+        column.type = sa.types.NullType()
+    return table
+
+
+def _locator(contract: TableContract) -> Any:
+    """Where a row sits: its table, its key and its position in this run's read."""
+    position = 0
+
+    def locate(page: int, index: int, row: Any, params: dict[str, Any]) -> dict[str, Any]:
+        nonlocal position
+        position += 1
+        key = {k: row.get(k) for k in contract.required[:1]} if isinstance(row, dict) else None
+        return {"table": contract.name, "key": key, "position": position - 1}
+
+    return locate

@@ -138,6 +138,7 @@ def test_every_crm_record_is_loaded_or_quarantined(tmp_settings) -> None:
     assert reasons["missing required value"] == WORLD.dirty["crm_contacts.missing_key"]
     assert all(q["source"] == "crm" and q["raw_payload"] for q in quarantined)
     assert summary.quarantined == len(quarantined)
+    assert summary.balanced and summary.read == summary.loaded + summary.quarantined
 
 
 @pytest.mark.parametrize("mode", ["quarantine", "drop", "fail", "schema_on_read"])
@@ -188,6 +189,7 @@ def test_redshift_appends_only_new_rows(tmp_settings, source_systems) -> None:
     assert first.tables["page_views"].inserted == len(views)
     rerun = load_redshift(tmp_settings, url, schema)
     assert rerun.tables.get("page_views", bronze.TableLoad()).inserted == 0
+    assert rerun.balanced and rerun.loaded == 0, "re-read boundary rows are skipped, not lost"
     assert len(rows(tmp_settings, "redshift", "page_views")) == len(views)
 
     added = fill.fill_redshift(WORLD_2, url, schema)
@@ -243,6 +245,7 @@ def test_kafka_stream_and_replay_without_duplicates(tmp_settings, source_systems
     events = rows(tmp_settings, "kafka", "events")
     quarantined = rows(tmp_settings, "kafka", "quarantine")
     assert len(events) + len(quarantined) == messages == first.read
+    assert first.balanced and first.loaded == len(events)
     reasons = Counter(q["reason"].split(":")[0] for q in quarantined)
     assert reasons["malformed record"] == world.dirty["events.malformed_json"]
     assert reasons["unknown columns"] == world.dirty["events.unknown_column"]

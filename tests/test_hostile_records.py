@@ -1,0 +1,432 @@
+"""Hostile records through the real systems: every one ends in exactly one of bronze or quarantine.
+
+Kafka messages go through the real broker, CRM records through the real local HTTP service
+(spliced into its answers as raw JSON text), SQL rows through the real SQLite file the Snowflake
+loader reads. Each case says where it must end and why; the tests check every record by its
+coordinates, the counts against the Delta tables, and that the load finished and moved on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import uuid
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import deltalake
+import pytest
+from confluent_kafka import Producer
+
+from ingestion import bronze, local_service
+from ingestion.contracts import (
+    QUARANTINE_COLUMNS,
+    QUARANTINE_TABLE,
+    GuardStats,
+    Origin,
+    quarantine_record,
+)
+from ingestion.crm import crm_source
+from ingestion.kafka_events import kafka_source
+from ingestion.sample_data import fill
+from ingestion.sample_data.world import World
+from ingestion.snowflake import snowflake_source
+from lakehouse.config import SchemaPolicy
+from lakehouse.services import kafka
+
+WORLD = World(scale=0.01, dirty_share=0.0)
+QUARANTINE = SchemaPolicy(mode="schema_on_write", unknown_columns="quarantine")
+DROP = SchemaPolicy(mode="schema_on_write", unknown_columns="drop")
+
+
+def rows(settings, dataset: str, table: str) -> list[dict]:
+    path = settings.bronze_dir / dataset / table
+    return deltalake.DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+
+
+def raw_bytes(quarantined: dict) -> bytes | None:
+    """The payload quarantine kept, back as the bytes that were received."""
+    decode = {"utf-8": str.encode, "base64": base64.b64decode, "null": lambda _: None}
+    return decode[quarantined["payload_encoding"]](quarantined["raw_payload"])
+
+
+# ---- Kafka --------------------------------------------------------------------------------------
+
+
+def event(n: int, **fields) -> dict:
+    base = {"event_id": f"ev-{n}", "event_type": "page_view", "customer_id": n,
+            "event_time": "2025-01-02T03:04:05+00:00", "session_id": n, "page_url": "/p",
+            "amount": 1.5, "currency": "EUR"}  # fmt: skip
+    return {**base, **fields}
+
+
+def js(value) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _without(n: int, name: str) -> dict:
+    return {k: v for k, v in event(n).items() if k != name}
+
+
+WRONG_TYPES = {  # one message per column, each with a value its type cannot hold
+    "event_id": ["a"], "event_type": {"x": 1}, "customer_id": "abc", "event_time": "not a time",
+    "session_id": 1.5, "order_id": True, "page_url": ["/p"], "amount": "ten",
+    "currency": {"code": "EUR"},
+}  # fmt: skip
+DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000
+# (label, key, value, headers, expected: "bronze" or the quarantine reason's start)
+KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
+    *[(f"good {n}", f"c{n}".encode(), js(event(n)), None, "bronze") for n in range(9)],
+    ("tombstone", b"k-tomb", None, None, "tombstone"),
+    ("tombstone, null key", None, None, None, "tombstone"),
+    ("non-UTF-8 bytes", b"k", b"\xff\xfe\x00\x81garbage", None, "malformed record"),
+    ("invalid JSON", b"k", b'{"event_id": ', None, "malformed record"),
+    ("JSON array", b"k", b"[1, 2, 3]", None, "malformed record"),
+    ("JSON number", b"k", b"42", None, "malformed record"),
+    ("JSON string", b"k", b'"hello"', None, "malformed record"),
+    ("JSON null", b"k", b"null", None, "malformed record"),
+    ("empty value", b"k", b"", None, "malformed record"),
+    ("nested 5000 deep", b"k", DEEP, None, "malformed record"),
+    ("1 MB event", b"k", js(event(100, page_url="/" + "x" * 1_000_000)), None, "bronze"),
+    ("1 MB of junk", b"k", b"\x00junk" * 200_000, None, "malformed record"),
+    ("object in a text field", b"k", js(event(101, page_url={"a": 1})), None, "bad value"),
+    ("int beyond int64", b"k", js(event(102, customer_id=2**64)), None, "bad value"),
+    ("lone surrogate escape", b"k", js(event(103, event_type="\ud800")), None, "bad value"),
+    ("NaN", b"k", js(event(104, amount=float("nan"))), None, "bad value"),
+    ("Infinity", b"k", js(event(105, amount=float("inf"))), None, "bad value"),
+    ("dlt's PUA marker", b"k", js(event(106, page_url="\uf026123")), None, "bad value"),
+    (
+        "event_time in year 1",
+        b"k",
+        js(event(108, event_time="0001-01-01T00:00:00-01:00")),
+        None,
+        "bronze",
+    ),
+    (
+        "event_time out of range",
+        b"k",
+        js(event(107, event_time="0001-01-01T00:00:00+01:00")),
+        None,
+        "bad value",
+    ),
+    *[
+        (f"wrong type: {c}", b"k", js(event(110 + i, **{c: v})), None, "bad value")
+        for i, (c, v) in enumerate(WRONG_TYPES.items())
+    ],
+    ("an int in a text column", b"k", js(event(120, event_id=120)), None, "bronze"),
+    ("missing event_id", b"k", js(_without(121, "event_id")), None, "missing required value"),
+    ("missing event_time", b"k", js(_without(122, "event_time")), None, "missing required value"),
+    ("unknown column", b"k", js(event(123, mystery=1)), None, "unknown columns"),
+    ("sets kafka_offset itself", b"k", js(event(124, kafka_offset=1)), None, "malformed record"),
+    (
+        "duplicate keys",
+        b"k",
+        b'{"event_id": "dup-a", "event_id": "dup-b", "event_type": "x", '
+        b'"event_time": "2025-01-01T00:00:00Z"}',
+        None,
+        "bronze",
+    ),
+    ("null key", None, js(event(125)), None, "bronze"),
+    ("non-UTF-8 key", b"\xff\xfe", js(event(126)), None, "malformed record"),
+    (
+        "weird headers",
+        b"k",
+        js(event(127)),
+        [("h", b"\xff"), ("", None), ("x" * 50, b"v")],
+        "bronze",
+    ),
+    (
+        "weird headers, bad value",
+        b"k",
+        b"\xff",
+        [("h", b"\xff\x00"), ("n", None)],
+        "malformed record",
+    ),
+]
+
+
+def produce(bootstrap: str, topic: str, cases, partitions: int) -> dict[tuple[int, int], int]:
+    """Produce each case (round-robin over partitions); return (partition, offset) -> case."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "log_level": 3,
+                         "message.max.bytes": 2_000_000, "compression.type": "lz4"})  # fmt: skip
+    where: dict[tuple[int, int], int] = {}
+
+    def delivered(index: int):
+        def callback(err, message) -> None:
+            assert err is None, err
+            where[(message.partition(), message.offset())] = index
+
+        return callback
+
+    for i, (_, key, value, headers, _) in enumerate(cases):
+        producer.produce(topic, value=value, key=key, headers=headers, partition=i % partitions,
+                         on_delivery=delivered(i))  # fmt: skip
+    assert producer.flush(60) == 0
+    return where
+
+
+def load_kafka(settings, bootstrap: str, topic: str):
+    stats = GuardStats()
+    source = kafka_source(bootstrap, topic, "test", QUARANTINE, stats, 100)
+    return bronze.run(settings, "kafka", source, stats)
+
+
+def test_hostile_kafka_messages_each_end_in_one_place(tmp_settings, source_systems) -> None:
+    bootstrap, topic = source_systems.kafka_bootstrap, f"hostile_{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(bootstrap, topic, partitions=3)
+    where = produce(bootstrap, topic, KAFKA_CASES, 3)
+    assert len(where) == len(KAFKA_CASES)
+
+    summary = load_kafka(tmp_settings, bootstrap, topic)
+    events = rows(tmp_settings, "kafka", "events")
+    quarantined = rows(tmp_settings, "kafka", QUARANTINE_TABLE)
+    in_bronze = {(e["kafka_partition"], e["kafka_offset"]) for e in events}
+    in_quarantine = {(q["kafka_partition"], q["kafka_offset"]): q for q in quarantined}
+    assert not in_bronze & set(in_quarantine), "no message in both"
+    assert in_bronze | set(in_quarantine) == set(where), "every message somewhere"
+    assert len(events) + len(quarantined) == len(KAFKA_CASES), "and once"
+    for coordinates, index in where.items():
+        label, key, value, headers, expected = KAFKA_CASES[index]
+        if expected == "bronze":
+            assert coordinates in in_bronze, label
+            continue
+        kept = in_quarantine.get(coordinates)
+        assert kept is not None, label
+        assert kept["reason"].startswith(expected), (label, kept["reason"])
+        assert raw_bytes(kept) == value, f"{label}: the payload is kept byte for byte"
+        if key is not None:
+            decode = base64.b64decode if kept["kafka_key_encoding"] == "base64" else str.encode
+            assert decode(kept["kafka_key"]) == key, label
+        if headers:
+            assert [h[0] for h in json.loads(kept["kafka_headers"])] == [h[0] for h in headers]
+    by_id = {e["event_id"]: e for e in events}
+    assert by_id["dup-b"]["event_type"] == "x", "duplicate JSON keys: the last value wins"
+    assert by_id["120"]["kafka_key"] == "k", "a number in a text column is its text"
+    assert len(by_id["ev-100"]["page_url"]) == 1_000_001
+
+    assert summary.read == len(KAFKA_CASES) and summary.balanced
+    assert summary.loaded == len(events) and summary.quarantined == len(quarantined)
+    expected_bronze = sum(case[4] == "bronze" for case in KAFKA_CASES)
+    assert summary.tables["events"].inserted == expected_bronze == len(events)
+    state = bronze.pipeline(tmp_settings, "kafka").state["sources"]["kafka"]["resources"]
+    offsets = state["events"]["topic_offsets"][topic]
+    assert offsets == {str(p): sum(1 for q, _ in where if q == p) for p in range(3)}
+
+    again = load_kafka(tmp_settings, bootstrap, topic)
+    assert again.read == 0, "the offsets moved past every message, good or bad"
+
+    other = f"hostile_{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(bootstrap, other, partitions=3)
+    produce(bootstrap, other, KAFKA_CASES[:3], 3)
+    assert load_kafka(tmp_settings, bootstrap, other).read == 3, "another topic: its own offsets"
+
+
+# ---- CRM through the local HTTP service ---------------------------------------------------------
+
+TS = '"updated_at": "2025-01-03T00:00:00+00:00"'
+CRM_CASES: list[tuple[str, str, str]] = [  # label, record as raw JSON text, expected
+    ("null", "null", "malformed record"),
+    ("array", "[1, 2]", "malformed record"),
+    ("string", '"a string"', "malformed record"),
+    ("number", "42", "malformed record"),
+    ("boolean", "true", "malformed record"),
+    ("garbage cursor", '{"contact_id": "h1", "updated_at": "not a date"}', "bad value"),
+    ("object cursor", '{"contact_id": "h2", "updated_at": {"x": 1}}', "bad value"),
+    ("number cursor", '{"contact_id": "h3", "updated_at": 12345}', "bad value"),
+    ("null cursor", '{"contact_id": "h4", "updated_at": null}', "missing required value"),
+    ("object as key", '{"contact_id": {"nested": 1}, ' + TS + "}", "bad value"),
+    ("lone surrogate", '{"contact_id": "h5", "email": "\\ud800", ' + TS + "}", "bad value"),
+    (
+        "int beyond int64",
+        '{"contact_id": "h6", "customer_id": 18446744073709551616, ' + TS + "}",
+        "bad value",
+    ),
+    ("NaN", '{"contact_id": "h7", "customer_id": NaN, ' + TS + "}", "bad value"),
+    (
+        "nested 300 deep",
+        '{"contact_id": "h8", "owner": ' + "[" * 300 + "]" * 300 + ", " + TS + "}",
+        "bad value",
+    ),
+    ("missing key", "{" + TS + "}", "missing required value"),
+    ("unknown column", '{"contact_id": "h9", "mystery": 1, ' + TS + "}", "unknown columns"),
+    ("dlt's PUA marker", '{"contact_id": "h10", "email": "\\uf026123", ' + TS + "}", "bad value"),
+    ("duplicate keys", '{"contact_id": "h11", "contact_id": "h12", ' + TS + "}", "bronze"),
+    ("good", '{"contact_id": "h13", "customer_id": 7, "email": "a@b.c", ' + TS + "}", "bronze"),
+]
+
+
+def test_hostile_crm_records_each_end_in_one_place(tmp_settings) -> None:
+    world = replace(WORLD, dirty=Counter())
+    contacts = world.crm_contacts
+    assert all(c["contact_id"] and "legacy_score" not in c for c in contacts), "a clean world"
+    stats = GuardStats()
+    with local_service.serving_service(world) as service:
+        service.extra_crm = {"contacts": [case[1] for case in CRM_CASES]}
+        source = crm_source(service.url, "local-crm-token", 50, QUARANTINE, stats)
+        summary = bronze.run(tmp_settings, "crm", source, stats)
+        stored = {c["contact_id"] for c in rows(tmp_settings, "crm", "contacts")}
+        quarantined = rows(tmp_settings, "crm", QUARANTINE_TABLE)
+        again = bronze.run(tmp_settings, "crm", crm_source(service.url, "local-crm-token", 50,
+                                                           QUARANTINE, GuardStats()))  # fmt: skip
+    hostile_in_bronze = stored - {c["contact_id"] for c in contacts}
+    assert hostile_in_bronze == {"h12", "h13"}
+    assert len(quarantined) == sum(case[2] != "bronze" for case in CRM_CASES)
+    by_index = {json.loads(q["locator"])["index"]: q for q in quarantined}
+    first_extra = min(50, len(contacts))  # spliced after page 1's own records
+    for offset, (label, text, expected) in enumerate(CRM_CASES):
+        if expected == "bronze":
+            continue
+        kept = by_index[first_extra + offset]
+        assert kept["reason"].startswith(expected), (label, kept["reason"])
+        payload = None if kept["payload_encoding"] == "null" else json.loads(kept["raw_payload"])
+        assert payload == json.loads(text) or label == "NaN", label
+        locator = json.loads(kept["locator"])
+        assert (locator["endpoint"], locator["page"]) == ("crm/v1/contacts", 1)
+    assert summary.balanced and summary.read == len(contacts) + len(world.crm_accounts) + len(
+        CRM_CASES
+    )
+    assert summary.quarantined == len(quarantined)
+    assert again.tables.get(QUARANTINE_TABLE, bronze.TableLoad()).inserted == 0, "re-served: no dup"
+
+
+# ---- SQL rows: the SQLite stand-in types nothing ------------------------------------------------
+
+SQL_CASES = [  # table, SQL that inserts one hostile row, expected
+    (
+        "customers",
+        "insert into customers (customer_id, email) values ('abc', 'x@y.z')",
+        "bad value",
+    ),
+    (
+        "customers",
+        "insert into customers (customer_id, email) values (900001, cast(x'ff41' as text))",
+        "bad value",
+    ),
+    (
+        "customers",
+        "insert into customers (customer_id, first_name) values (900002, x'fffe00')",
+        "bad value",
+    ),
+    (
+        "customers",
+        "insert into customers (customer_id, last_name) values (900003, cast(x'eda080' as text))",
+        "bad value",
+    ),  # a UTF-8-encoded lone surrogate
+    ("customers", "insert into customers (customer_id) values (92233720368547758070)", "bad value"),
+    (
+        "customers",
+        "insert into customers (customer_id, email) values (null, 'n@u.ll')",
+        "missing required value",
+    ),
+    (
+        "customers",
+        "insert into customers (customer_id, updated_at) values (900004, 'yesterday')",
+        "bad value",
+    ),
+    (
+        "customers",
+        "insert into customers (customer_id, email) values (900005, cast(x'4f4b' as blob))",
+        "bronze",
+    ),  # fmt: skip  (UTF-8 bytes in a text column are its text)
+    (
+        "products",
+        "insert into products (product_id, list_price) values (900006, 1e999)",
+        "bad value",
+    ),
+    (
+        "products",
+        "insert into products (product_id, list_price) values (900007, 'cheap')",
+        "bad value",
+    ),
+    ("orders", "insert into orders (order_id, customer_id) values (900008, 1.5)", "bad value"),
+    ("orders", "insert into orders (order_id, status) values (900009, 'ok')", "bronze"),
+    (
+        "order_lines",
+        "insert into order_lines (order_line_id) values (900010)",
+        "missing required value",
+    ),
+]
+
+
+def test_hostile_sql_rows_each_end_in_one_place(tmp_settings) -> None:
+    db = tmp_settings.source_systems_dir / "snowflake.db"
+    counts = fill.fill_snowflake(WORLD, db)
+    with sqlite3.connect(db) as conn:
+        for _, sql, _ in SQL_CASES:
+            conn.execute(sql)
+    tables = ["customers", "products", "orders", "order_lines"]
+    stats = GuardStats()
+    source = snowflake_source(fill.snowflake_url(db), tables, DROP, stats)
+    summary = bronze.run(tmp_settings, "snowflake", source, stats)
+    quarantined = rows(tmp_settings, "snowflake", QUARANTINE_TABLE)
+    expected = Counter(expected.split(" ")[0] for _, _, expected in SQL_CASES)
+    assert len(quarantined) == len(SQL_CASES) - expected["bronze"]
+    for table in tables:
+        hostile = [c for c in SQL_CASES if c[0] == table]
+        loaded = len(rows(tmp_settings, "snowflake", table))
+        kept = [q for q in quarantined if q["source_table"] == table]
+        assert loaded + len(kept) == counts[table] + len(hostile), table
+        assert all(json.loads(q["locator"])["table"] == table for q in kept)
+    reasons = Counter(q["reason"].split(":")[0] for q in quarantined)
+    assert reasons["missing required value"] == 2
+    non_utf8 = [q for q in quarantined if "not UTF-8" in q["reason"]]
+    assert len(non_utf8) == 3 and all(q["payload_encoding"] == "json" for q in non_utf8)
+    assert {"base64": base64.b64encode(b"\xff\x41").decode()} in [
+        json.loads(q["raw_payload"]).get("email") for q in non_utf8
+    ], "bytes that are not UTF-8 are kept in base64"
+    assert summary.balanced and summary.read == sum(counts.values()) + len(SQL_CASES)
+
+
+# ---- lakes whose quarantine table predates the new columns --------------------------------------
+
+
+def load_crm_with(settings, extra: list[str]) -> bronze.LoadSummary:
+    stats = GuardStats()
+    with local_service.serving_service(replace(WORLD, dirty=Counter())) as service:
+        service.extra_crm = {"contacts": extra}
+        source = crm_source(service.url, "local-crm-token", 50, QUARANTINE, stats)
+        return bronze.run(settings, "crm", source, stats)
+
+
+OLD_COLUMNS = ("quarantine_id", "source", "source_table", "reason", "raw_payload", "quarantined_at")
+
+
+@pytest.mark.parametrize("old", ["written by dlt", "created empty"])
+def test_an_old_quarantine_table_gains_the_new_columns(tmp_settings, old: str) -> None:
+    import dlt
+
+    old_columns = {name: QUARANTINE_COLUMNS[name] for name in OLD_COLUMNS}
+    if old == "written by dlt":
+        at = datetime.now(UTC)
+        record = quarantine_record("crm", "contacts", "old reason", {"a": 1}, at, Origin({"a": 1}))
+        row = {name: record.data[name] for name in OLD_COLUMNS}
+        hints = dlt.mark.make_hints(table_name=QUARANTINE_TABLE, columns=old_columns,
+                                    write_disposition={"disposition": "merge",
+                                                       "strategy": "insert-only"},
+                                    primary_key="quarantine_id")  # fmt: skip
+
+        @dlt.source(name="crm")
+        def released_crm():
+            yield dlt.resource([dlt.mark.with_hints(row, hints)], name="contacts")
+
+        bronze.run(tmp_settings, "crm", released_crm())
+    else:  # a first load quarantined nothing; ensure_quarantine_table made it empty, old style
+        import shutil
+
+        import pyarrow as pa
+
+        load_crm_with(tmp_settings, [])
+        shutil.rmtree(tmp_settings.bronze_dir / "crm" / QUARANTINE_TABLE)
+        fields = [pa.field(n, bronze.ARROW_TYPES[c["data_type"]], nullable=False)
+                  for n, c in {**old_columns, "_dlt_load_id": {"data_type": "text"},
+                               "_dlt_id": {"data_type": "text"}}.items()]  # fmt: skip
+        path = tmp_settings.bronze_dir / "crm" / QUARANTINE_TABLE
+        deltalake.write_deltalake(str(path), pa.schema(fields).empty_table(), mode="error")
+    load_crm_with(tmp_settings, ["null", '{"contact_id": "x", "updated_at": 1}'])
+    quarantined = rows(tmp_settings, "crm", QUARANTINE_TABLE)
+    assert len(quarantined) == 2 + (old == "written by dlt")
+    assert set(QUARANTINE_COLUMNS) <= set(quarantined[0])
+    new = [q for q in quarantined if q["reason"] != "old reason"]
+    assert all(q["payload_encoding"] in ("json", "null") and q["locator"] for q in new)
