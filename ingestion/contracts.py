@@ -38,7 +38,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -85,6 +85,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # dlt's default decimal precision and scale: what its parquet writer accepts without rescaling
 DECIMAL_PRECISION, DECIMAL_SCALE = 38, 9
 REASON_MAX_CHARS = 500
+# How far ahead of the loader's clock a cursor value may be (clocks of two systems differ).
+CLOCK_SKEW = timedelta(days=1)
 _NAMING = NamingConvention()
 
 
@@ -103,6 +105,10 @@ class TableContract:
     name: str
     columns: Mapping[str, TColumnSchema]
     required: tuple[str, ...] = ()
+    # The incremental cursor (a date or timestamp column), if the load keeps a watermark on it.
+    # A value later than the load's own time (plus CLOCK_SKEW) is quarantined: passed on, it
+    # would move the watermark past every record still to come and stop the source for good.
+    cursor: str | None = None
 
     def dlt_columns(self) -> dict[str, TColumnSchema]:
         return {**self.columns, **METADATA_COLUMNS}
@@ -477,7 +483,9 @@ def quarantine_record(
 # ---- the guard ----------------------------------------------------------------------------------
 
 
-def _check(row: dict, contract: TableContract, policy: SchemaPolicy, stats: GuardStats) -> dict:
+def _check(
+    row: dict, contract: TableContract, policy: SchemaPolicy, stats: GuardStats, now: datetime
+) -> dict:
     """The clean row for ``row``; raise ``BadValue`` (quarantine) or ``SchemaContractViolation``."""
     table, known = contract.name, contract.columns
     if not all(isinstance(name, str) for name in row):
@@ -503,6 +511,8 @@ def _check(row: dict, contract: TableContract, policy: SchemaPolicy, stats: Guar
                 raise BadValue(f"bad value for {name}: {safe_text(str(exc))}") from exc
         elif column.get("nullable", True) is False:
             raise BadValue(f"missing required value: {name}")
+    if contract.cursor is not None:
+        _cursor_not_ahead(contract.cursor, clean.get(contract.cursor), now)
     if unknown and policy.mode == "schema_on_write":  # drop
         for name in unknown:
             stats.dropped_values[f"{table}.{safe_text(name)}"] += 1
@@ -514,6 +524,21 @@ def _check(row: dict, contract: TableContract, policy: SchemaPolicy, stats: Guar
             except Exception as exc:
                 raise BadValue(f"bad value for {safe_text(name)}: {safe_text(str(exc))}") from exc
     return clean
+
+
+def _cursor_not_ahead(name: str, value: Any, now: datetime) -> None:
+    """Refuse a cursor value from the future (see ``TableContract.cursor``)."""
+    limit = now + CLOCK_SKEW
+    ahead = (
+        value > limit
+        if isinstance(value, datetime)
+        else isinstance(value, date) and value > limit.date()
+    )
+    if ahead:
+        raise BadValue(
+            f"cursor in the future: {name} {value.isoformat()} is later than the load time "
+            f"{now.isoformat()} + {CLOCK_SKEW}; it would move the watermark past every later record"
+        )
 
 
 def guard_one(
@@ -543,7 +568,7 @@ def guard_one(
             raise BadValue(f"malformed record: {safe_text(str(exc))}") from exc
         if not isinstance(row, dict):
             raise BadValue(f"malformed record: expected an object, got {type(row).__name__}")
-        clean = _check(row, contract, policy, stats)
+        clean = _check(row, contract, policy, stats, loaded_at)
     except SchemaContractViolation:
         raise
     except Exception as exc:

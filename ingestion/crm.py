@@ -39,6 +39,7 @@ CONTACTS = TableContract(
         "updated_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
     },
     required=("contact_id", "updated_at"),
+    cursor="updated_at",
 )
 
 ACCOUNTS = TableContract(
@@ -52,6 +53,7 @@ ACCOUNTS = TableContract(
         "updated_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
     },
     required=("account_id", "updated_at"),
+    cursor="updated_at",
 )
 
 

@@ -39,6 +39,7 @@ RATES = TableContract(
         "rate": {"data_type": "double", "nullable": False},
     },
     required=("rate_date", "currency", "rate"),
+    cursor="rate_date",
 )
 
 

@@ -14,7 +14,7 @@ import sqlite3
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import deltalake
 import pytest
@@ -26,9 +26,11 @@ from ingestion.contracts import (
     QUARANTINE_TABLE,
     GuardStats,
     Origin,
+    guard_one,
     quarantine_record,
 )
 from ingestion.crm import crm_source
+from ingestion.fx_rates import RATES
 from ingestion.kafka_events import kafka_source
 from ingestion.sample_data import fill
 from ingestion.sample_data.world import World
@@ -252,6 +254,11 @@ CRM_CASES: list[tuple[str, str, str]] = [  # label, record as raw JSON text, exp
     ("missing key", "{" + TS + "}", "missing required value"),
     ("unknown column", '{"contact_id": "h9", "mystery": 1, ' + TS + "}", "unknown columns"),
     ("dlt's PUA marker", '{"contact_id": "h10", "email": "\\uf026123", ' + TS + "}", "bad value"),
+    (  # would move the watermark past every later record: quarantined, the watermark stays
+        "cursor in the future",
+        '{"contact_id": "h14", "updated_at": "9999-01-01T00:00:00+00:00"}',
+        "cursor in the future",
+    ),
     ("duplicate keys", '{"contact_id": "h11", "contact_id": "h12", ' + TS + "}", "bronze"),
     ("good", '{"contact_id": "h13", "customer_id": 7, "email": "a@b.c", ' + TS + "}", "bronze"),
 ]
@@ -289,6 +296,22 @@ def test_hostile_crm_records_each_end_in_one_place(tmp_settings) -> None:
     )
     assert summary.quarantined == len(quarantined)
     assert again.tables.get(QUARANTINE_TABLE, bronze.TableLoad()).inserted == 0, "re-served: no dup"
+
+
+def test_a_cursor_from_the_future_is_quarantined_not_made_the_watermark() -> None:
+    now = datetime.now(UTC)
+    stats = GuardStats()
+    outcomes = {}
+    for days in (0, 1, 2, 3650):
+        day = (now + timedelta(days=days)).date().isoformat()
+        row = {"rate_date": day, "base_currency": "USD", "currency": "EUR", "rate": 0.9}
+        (out,) = guard_one(row, source="fx", contract=RATES, policy=QUARANTINE, stats=stats,
+                           loaded_at=now)  # fmt: skip
+        row = getattr(out, "data", out)  # a quarantine record comes wrapped in dlt's table hints
+        outcomes[days] = "bronze" if "rate_date" in row else row["reason"].split(":")[0]
+    assert outcomes == {0: "bronze", 1: "bronze", 2: "cursor in the future",
+                        3650: "cursor in the future"}  # fmt: skip
+    assert stats.unbalanced() == {}
 
 
 # ---- SQL rows: the SQLite stand-in types nothing ------------------------------------------------
