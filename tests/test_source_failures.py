@@ -529,7 +529,7 @@ def test_a_run_interrupted_after_extract_neither_loses_nor_doubles(
     pipe = bronze.pipeline(settings, "kafka")
     source = kafka_source(broker.bootstrap, topic.name, "test", SchemaPolicy(), GuardStats())
     pipe.extract(source, table_format="delta")
-    assert pipe.has_pending_data and offsets(settings)["offsets"]
+    assert pipe.has_pending_data and offsets(settings)["topic_offsets"][topic.name]
     topic.produce_more(100)
 
     lines = ingest(settings, where, "kafka")
