@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,23 @@ def test_report_counts_every_table_of_every_layer(spark, dbt_built) -> None:
     assert {"gold.customer_360", "silver.stg_kafka__events", "bronze_kafka.events"} <= set(counts)
     for name in ("gold.customer_360", "bronze_crm.contacts"):
         assert counts[name].rows == query(spark, f"select count(*) from {name}")[0][0] > 0
+
+
+def test_quarantine_tables_are_delta_tables(spark, dbt_built) -> None:
+    """Every test that stores its failing rows (`store_failures_as: table`) wrote a Delta table
+    in schema dq, with a transaction log, as docs/transformation.md says."""
+    manifest = json.loads((dbt_built / "manifest.json").read_text())
+    stored = sorted(
+        n["relation_name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test" and n["config"].get("store_failures_as") == "table"
+        and n["config"]["enabled"]
+    )  # fmt: skip
+    assert len(stored) >= 5, stored
+    for relation in stored:
+        table = relation.replace("`", "")
+        assert table.startswith("dq."), table
+        detail = catalog.table_detail(spark, table)
+        assert detail["format"] == "delta", f"{table} is {detail['format']}"
+        location = Path(detail["location"].removeprefix("file:"))
+        assert (location / "_delta_log").is_dir(), f"{table} has no Delta log at {location}"

@@ -12,12 +12,15 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+import yaml
 
 from ingestion.sample_data import fx
 from lakehouse import systems
 from lakehouse.sql import query, records
 
 CENT = Decimal("0.01")
+# dbt_project.yml var fx_max_staleness_days: an older rate is no rate.
+FX_MAX_STALENESS_DAYS = 5
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +29,14 @@ def world(spark, dbt_built):
 
 
 def _rate_to_reporting(world, day, currency: str) -> Decimal | None:
-    """1 unit of ``currency`` in USD on ``day``: the last rate published on or before it."""
+    """1 unit of ``currency`` in USD on ``day``: the last rate published on or before it, if
+    it is at most FX_MAX_STALENESS_DAYS old."""
     if currency == "USD":
         return Decimal(1)
     if currency not in world.currencies:
         return None
     published = fx.published_day(day)
-    if published < world.start_date:
+    if published < world.start_date or (day - published).days > FX_MAX_STALENESS_DAYS:
         return None
     units = Decimal(str(world.fx_rate(published, currency))).quantize(Decimal("1e-8"))
     return (Decimal(1) / units).quantize(Decimal("1e-12"), ROUND_HALF_UP)
@@ -152,6 +156,60 @@ def test_fx_calendar_carries_the_last_publication_a_few_days(spark, world) -> No
     assert str(last_day) == str(fx.published_day(world.end_date) + timedelta(days=5))
 
 
+def _columns(spark, table: str) -> list[str]:
+    return list(records(spark, f"select * from {table} limit 1")[0])
+
+
+def test_fx_staleness_var_is_the_one_this_module_recomputes_with() -> None:
+    from lakehouse.dbt_cli import DBT_PROJECT_DIR
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    assert project["vars"]["fx_max_staleness_days"] == FX_MAX_STALENESS_DAYS
+
+
+def test_orders_merge_drops_upstream_deletes_and_takes_updates_stamped_at_the_max(
+    spark, world
+) -> None:
+    """Snowflake is a batch replace: an order deleted upstream leaves silver, and a change
+    stamped at the newest updated_at already in silver is merged (a watermark would miss both).
+    Bronze and silver are put back as they were at the end."""
+    from lakehouse import pipeline
+
+    bronze, silver = "bronze_snowflake.orders", "silver.stg_snowflake__orders"
+    version = int(records(spark, f"describe history {bronze} limit 1")[0]["version"])
+    before = query(spark, f"select count(*), max(updated_at) from {silver}")[0]
+    deleted = query(spark, f"select min(order_id) from {silver}")[0][0]
+    changed, stamp = query(spark, f"select order_id, updated_at from {silver}"
+                                  " order by updated_at desc, order_id limit 1")[0]  # fmt: skip
+    assert stamp == before[1] and changed != deleted
+    columns = ", ".join(
+        f"case when order_id = {changed} then 'cancelled' else status end as status"
+        if c == "status" else f"`{c}`"
+        for c in _columns(spark, bronze)
+    )  # fmt: skip
+    try:
+        source = f"{bronze} version as of {version}"
+        query(spark, f"insert overwrite table {bronze} select {columns} from {source}"
+                     f" where order_id <> {deleted}")  # fmt: skip
+        assert pipeline.dbt(spark, "run", "--select", "stg_snowflake__orders").returncode == 0
+        merge = _last_merge(spark, silver)
+        assert merge["operation"] == "MERGE"
+        assert int(merge["numTargetRowsDeleted"]) == 1
+        assert int(merge["numTargetRowsUpdated"]) == 1, "only the changed order is rewritten"
+        assert int(merge["numTargetRowsInserted"]) == 0
+        rows = query(spark, f"select order_id, status, updated_at from {silver}"
+                            f" where order_id in ({deleted}, {changed})")  # fmt: skip
+        assert rows == [(changed, "cancelled", stamp)]
+        assert query(spark, f"select count(*) from {silver}")[0][0] == before[0] - 1
+    finally:
+        query(spark, f"restore table {bronze} to version as of {version}")
+        assert pipeline.dbt(spark, "run", "--select", "stg_snowflake__orders").returncode == 0
+    assert query(spark, f"select count(*), max(updated_at) from {silver}")[0] == before
+    status = query(spark, f"select status from {silver} where order_id = {changed}")[0][0]
+    expected = next(o["status"] for o in world.orders if o["order_id"] == changed)
+    assert status == expected
+
+
 def _last_merge(spark, table: str) -> dict:
     history = records(spark, f"describe history {table} limit 1")[0]
     metrics = history["operationMetrics"]
@@ -163,8 +221,6 @@ def test_incremental_models_process_only_the_new_rows(spark, world) -> None:
     """Runs last in this module: it moves the suite's lake to generation 2 of the world."""
     from lakehouse import pipeline
 
-    incremental = ("stg_redshift__page_views", "stg_kafka__events", "stg_snowflake__orders")
-    before = {t: query(spark, f"select count(*) from silver.{t}")[0][0] for t in incremental}
     loads = {
         s.source: s
         for s in pipeline.ingest(spark, ["redshift", "kafka", "snowflake"], generation=2)
@@ -183,8 +239,13 @@ def test_incremental_models_process_only_the_new_rows(spark, world) -> None:
     assert int(views["numTargetRowsInserted"]) == new_views
     events = _last_merge(spark, "silver.stg_kafka__events")
     assert 0 < int(events["numSourceRows"]) <= new_events
+    # Orders: the whole snapshot is read (a batch replace), only what changed is written.
     orders = _last_merge(spark, "silver.stg_snowflake__orders")
-    new_orders = len(systems.world(spark, 2).orders) - len(world.orders)
-    assert int(orders["numSourceRows"]) == new_orders
+    old = {o["order_id"]: o for o in world.orders}
+    new = {o["order_id"]: o for o in systems.world(spark, 2).orders}
+    assert int(orders["numSourceRows"]) == len(new)
+    assert int(orders["numTargetRowsInserted"]) == len(new.keys() - old.keys()) > 0
+    assert int(orders["numTargetRowsUpdated"]) == sum(new[k] != old[k] for k in old if k in new)
+    assert int(orders["numTargetRowsDeleted"]) == len(old.keys() - new.keys())
     after = query(spark, "select count(*) from silver.stg_snowflake__orders")[0][0]
-    assert after == before["stg_snowflake__orders"] + new_orders
+    assert after == len(new)

@@ -26,13 +26,20 @@
 {%- endmacro %}
 
 
-{#- ISO 3166 alpha-2 code from a code or a country name as typed; null when unknown. -#}
+{#-
+  ISO 3166 alpha-2 code from a code or a country name as typed; null when unknown. A code counts
+  only if ISO assigned it (var `country_codes`): 'de' is DE, but 'XX' is unknown and 'UK' (not
+  an ISO code) is looked up as a name. A name counts only if var `country_names` lists it.
+-#}
 {% macro country_code(column) -%}
   {%- set names = var('country_names') -%}
+  {%- set codes = var('country_codes') -%}
+  {%- set codes = codes.split() if codes is string else codes -%}
+  {%- set code = 'upper(trim(' ~ column ~ '))' -%}
   case
-    when regexp_like(upper(trim({{ column }})), '^[A-Z]{2}$') then upper(trim({{ column }}))
-    {%- for name, code in names.items() %}
-    when lower(regexp_replace(trim({{ column }}), '[^A-Za-z ]', '')) = '{{ name }}' then '{{ code }}'
+    when {{ code }} in ('{{ codes | join("', '") }}') then {{ code }}
+    {%- for name, iso in names.items() %}
+    when lower(regexp_replace(trim({{ column }}), '[^A-Za-z ]', '')) = '{{ name }}' then '{{ iso }}'
     {%- endfor %}
   end
 {%- endmacro %}

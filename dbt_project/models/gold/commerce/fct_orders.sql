@@ -1,6 +1,8 @@
 -- One row per order, in its own currency and in the reporting currency. The FX rate is the one
--- in force on the order date (as-of: a day without a publication uses the last one); an order
--- whose currency has no rate is flagged and has a null reporting amount, never a silent zero.
+-- in force on the order date (as-of: a day without a publication uses the last one, if it is at
+-- most `fx_max_staleness_days` old); an order whose currency has no rate that day (unknown
+-- currency, or a last rate too old) is flagged and has a null reporting amount, never a
+-- silent zero nor a stale rate.
 with orders as (
     select
         order_id,

@@ -25,7 +25,11 @@ select
     cast(sum(lines.quantity) as bigint) as units,
     cast(sum(lines.line_amount) as decimal(18, 2)) as revenue,
     '{{ var("reporting_currency") }}' as reporting_currency,
-    cast(sum(lines.line_amount * orders.fx_rate) as decimal(18, 2)) as revenue_reporting,
+    -- null, not a partial sum, when an order of the row has no rate (sum would skip it); the
+    -- rate depends on (currency, day) only, so that is every order of the row or none
+    case when not max(orders.is_fx_missing)
+        then cast(sum(lines.line_amount * orders.fx_rate) as decimal(18, 2))
+    end as revenue_reporting,
     max(orders.is_fx_missing) as is_fx_missing
 from lines
 inner join orders on lines.order_id = orders.order_id

@@ -28,7 +28,12 @@ crm as (
     left join {{ ref('stg_crm__accounts') }} as accounts
         on contacts.account_id = accounts.account_id
     where contacts.customer_id is not null
-    qualify row_number() over (partition by contacts.customer_id order by contacts.updated_at desc) = 1
+    -- Tie-break (yml meta.tie_break): the newest contact, and of contacts updated at the same
+    -- instant the one with the smallest contact_id (unique), so a rebuild picks the same one.
+    qualify row_number() over (
+        partition by contacts.customer_id
+        order by contacts.updated_at desc nulls last, contacts.contact_id
+    ) = 1
 ),
 
 web as (
@@ -37,7 +42,8 @@ web as (
         count(distinct sessions.session_id) as web_sessions,
         min(sessions.started_at) as first_visit_at,
         max(sessions.ended_at) as last_visit_at,
-        mode(sessions.device) as top_device
+        -- deterministic mode: of devices used equally often, the alphabetically first
+        mode(sessions.device, true) as top_device
     from {{ ref('stg_redshift__sessions') }} as sessions
     where sessions.customer_id is not null
     group by sessions.customer_id

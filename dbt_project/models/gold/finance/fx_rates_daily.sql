@@ -1,9 +1,13 @@
 -- One conversion rate per calendar day and currency into the reporting currency.
 -- Rates are published on business days only; a day without a publication takes the last known
--- rate (as-of), flagged `is_carried_forward`, so every day converts and none silently drops.
+-- rate (as-of), flagged `is_carried_forward`, so weekends and holidays convert.
+-- A rate older than `fx_max_staleness_days` is no rate, anywhere in the calendar: a currency
+-- that stops publishing (for good or for a while) has no row on the days its last rate is
+-- older than that, and the orders of those days are flagged `is_fx_missing` downstream.
 -- The calendar runs past the last publication for at most `fx_max_staleness_days` (and never
--- past today): a rate older than that is no rate, and conversions are flagged missing instead.
+-- past today).
 {% set reporting = var('reporting_currency') %}
+{% set max_staleness_days = var('fx_max_staleness_days') %}
 
 with published as (
     select
@@ -19,7 +23,7 @@ calendar as (
         min(rate_date),
         greatest(
             max(rate_date),
-            least(date_add(max(rate_date), {{ var('fx_max_staleness_days') }}), current_date())
+            least(date_add(max(rate_date), {{ max_staleness_days }}), current_date())
         ),
         interval 1 day
     )) as rate_date
@@ -57,8 +61,15 @@ reporting_currency as (
     from calendar
 ),
 
+fresh as (
+    -- no rate yet, or the last one too old: no row (the conversion is missing, never stale)
+    select rate_date, currency, units_per_reporting, published_rate_date
+    from as_of
+    where published_rate_date >= date_sub(rate_date, {{ max_staleness_days }})
+),
+
 all_rates as (
-    select rate_date, currency, units_per_reporting, published_rate_date from as_of
+    select rate_date, currency, units_per_reporting, published_rate_date from fresh
     union all
     select rate_date, currency, units_per_reporting, published_rate_date from reporting_currency
 )

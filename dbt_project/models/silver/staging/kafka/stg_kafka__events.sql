@@ -4,8 +4,10 @@
     unique_key='event_id',
 ) }}
 -- Events from Kafka, one row per event_id: at-least-once duplicates collapse to the first copy
--- (lowest partition/offset); late events are kept and flagged. Incremental on the bronze load
--- time, merged on event_id, so a duplicate arriving in a later load does not add a row.
+-- to reach the lake (earliest load, then lowest topic/partition/offset: unique in bronze, so the
+-- rule is total); late events are kept and flagged. Incremental on the bronze load time: a
+-- duplicate arriving in a later load is dropped (the copy already kept was loaded first), so an
+-- incremental run keeps the same copy a full refresh would.
 with arrived as (
     select
         event_id,
@@ -17,13 +19,14 @@ with arrived as (
         page_url,
         cast(amount as decimal(18, 2)) as amount,
         upper(currency) as currency_code,
+        kafka_topic,
         kafka_partition,
         kafka_offset,
         kafka_timestamp,
         _loaded_at as loaded_at,
         -- an event stamped over a day before the newest one already seen on its partition
         event_time < max(event_time) over (
-            partition by kafka_partition order by kafka_offset
+            partition by kafka_topic, kafka_partition order by kafka_offset
             rows between unbounded preceding and 1 preceding
         ) - interval 1 day as is_late
     from {{ source('kafka', 'events') }}
@@ -48,4 +51,9 @@ select
     kafka_offset,
     loaded_at
 from arrived
-qualify row_number() over (partition by event_id order by kafka_partition, kafka_offset) = 1
+{% if is_incremental() %}
+where not exists (select 1 from {{ this }} as kept where kept.event_id = arrived.event_id)
+{% endif %}
+qualify row_number() over (
+    partition by event_id order by loaded_at, kafka_topic, kafka_partition, kafka_offset
+) = 1

@@ -14,8 +14,12 @@ with latest as (
         updated_at,
         _loaded_at
     from {{ source('snowflake', 'customers') }}
+    -- Tie-break (yml meta.tie_break): the latest updated_at, then every other column read
+    -- here, so two copies that still tie are equal in all silver keeps and either is the same.
     qualify row_number() over (
-        partition by customer_id order by updated_at desc nulls last, email nulls last
+        partition by customer_id
+        order by updated_at desc nulls last, email nulls last, first_name, last_name, country,
+            phone, signup_date, _loaded_at
     ) = 1
 ),
 

@@ -3,9 +3,14 @@
     incremental_strategy='merge',
     unique_key='order_id',
     on_schema_change='append_new_columns',
+    source_is_snapshot=true,
+    merge_compare_exclude_columns=['loaded_at'],
 ) }}
--- Orders, typed and validated. Incremental: a run merges only orders changed since the newest
--- `updated_at` already in silver (bronze is a full snapshot each load; most of it is unchanged).
+-- Orders, typed and validated. Bronze is the whole Snowflake table, replaced on every load, so
+-- the model reads all of it and the MERGE (macros/merge.sql, source_is_snapshot) makes silver
+-- equal to it: new orders inserted, changed orders updated whatever their `updated_at` (a
+-- watermark `updated_at > max(updated_at)` misses an update stamped at the current maximum, or
+-- earlier), orders deleted upstream deleted, unchanged orders not rewritten.
 select
     order_id,
     customer_id,
@@ -21,6 +26,3 @@ select
         ("order_ts is null", "missing order time"),
     ]) }} as invalid_reason
 from {{ source('snowflake', 'orders') }}
-{% if is_incremental() %}
-where updated_at > (select coalesce(max(updated_at), timestamp'1970-01-01') from {{ this }})
-{% endif %}
