@@ -64,7 +64,7 @@ class ExitedAtStartup(RuntimeError):
 def cmdline_has(pid: int, part: str) -> bool:
     """Guard against a recycled pid: ``part`` is one of the process's arguments.
 
-    Where there is no /proc (not Linux) the pid file is trusted, as for the engine.
+    Where there is no /proc (not Linux) the pid file is trusted.
     """
     if not Path("/proc/self").exists():
         return True
