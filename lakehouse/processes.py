@@ -281,24 +281,21 @@ class Vigil:
         self._check(step)
         return list(self.deaths)
 
-    def _check(self, step: str, only: Part | None = None) -> bool:
-        """Record the watched parts found dead; True if a new death was recorded."""
-        found = False
+    def _check(self, step: str, only: Part | None = None) -> None:
+        """Record the watched parts (or ``only``) found dead, against ``step``."""
         with self._lock:
             for part, proc in list(self._watched.items()):
                 if (only is None or part == only) and not running(proc):
                     self.deaths.append(Death(part, proc.pid, step))
                     del self._watched[part]
-                    found = True
-        return found
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):
             self._check(self._step or self._last_step)
             if self._step is None or not self.deaths:
                 continue
-            since = time.monotonic() - (self._signalled_at or -self.RESIGNAL_S)
-            if self._signalled_at is None or since > self.RESIGNAL_S:
+            last = self._signalled_at
+            if last is None or time.monotonic() - last > self.RESIGNAL_S:
                 self._interrupt()
 
     def _interrupt(self) -> None:
