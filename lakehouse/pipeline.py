@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from dlt.pipeline.exceptions import PipelineStepFailed
+
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
@@ -192,6 +194,8 @@ def _failure(step_name: str, deaths: list[processes.Death], exc: BaseException) 
     again = "run `make run` again: it starts what is down and resumes from the last commit"
     if deaths:
         return "; ".join(str(d) for d in deaths) + f"; {again}"
+    if isinstance(exc, PipelineStepFailed):  # dlt's wrapper: say what the load itself raised
+        exc = exc.exception.__cause__ or exc.exception
     cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, subprocess.CalledProcessError):
         cause = f"{Path(str(exc.cmd[0])).name} exited with code {exc.returncode} (output above)"
