@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -178,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"metastore {settings.metastore_dir}")  # fmt: skip
             return 0 if up else 1
         case "run":
-            pipeline.run(settings)
+            try:
+                pipeline.run(settings)
+            except pipeline.RunFailed as exc:
+                return _failed(settings, "run", exc)
         case "ingest":
             replay = None
             if args.replay_from_offset is not None or args.replay_from_time is not None:
@@ -273,6 +277,19 @@ def _home(settings: Settings, action: str) -> int:
     for d in found:
         pipeline.say(f"differs: {d.setting}: the home has {d.home}, the current settings {d.now}")
     return 1 if found else 0
+
+
+def _failed(settings: Settings, command: str, exc: BaseException) -> int:
+    """Say in one line what failed and what to do; the traceback (with its cause) goes to a log
+    for whoever digs deeper, not to the terminal."""
+    log = settings.log_dir / "lakehouse-errors.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"--- {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} lakehouse {command} "
+                  f"(run {ops.run_id()})\n")  # fmt: skip
+        out.writelines(traceback.format_exception(exc))
+    print(f"{command} failed: {exc}\n(traceback: {log})", file=sys.stderr)
+    return 1
 
 
 def _lineage(settings: Settings, dataset: str, column: str) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from lakehouse import ops, pii
 from lakehouse.config import Settings
 from lakehouse.jars import engine_jars
-from lakehouse.processes import pid_alive, stop_group
+from lakehouse.processes import cmdline_has, pid_alive, reap, stop_group
 
 THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
 
@@ -139,7 +139,9 @@ def _running_pid(settings: Settings) -> int | None:
         pid = int(_pid_file(settings).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    reap(pid)  # killed while our child: a zombie until reaped
+    # A pid file left by a killed engine may name a recycled pid by now: signal only our server.
+    return pid if pid_alive(pid) and cmdline_has(pid, THRIFT_SERVER_CLASS) else None
 
 
 def port_open(host: str, port: int) -> bool:

@@ -6,34 +6,31 @@ one process so a laptop user sees the platform work end to end with one command.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from pathlib import Path
+
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
-from lakehouse import catalog, engine, home_record, ops, systems
+from lakehouse import catalog, engine, home_record, ops, processes, systems
 from lakehouse import publish as publishing
 from lakehouse import report as watchdog_report
 from lakehouse.config import Settings
 from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt
 from lakehouse.lineage import site
+from lakehouse.services import kafka, postgres, snowflake
 
 
 def say(message: str) -> None:
     print(f"[lakehouse] {message}", flush=True)
-
-
-@contextmanager
-def step(name: str, timings: dict[str, float]) -> Iterator[None]:
-    say(f"{name} ...")
-    started = time.perf_counter()
-    yield
-    timings[name] = time.perf_counter() - started
-    say(f"{name} done in {timings[name]:.1f}s")
 
 
 def ingest(
@@ -80,35 +77,129 @@ def seed(settings: Settings, endpoints: systems.Endpoints, generation: int) -> d
     return report
 
 
+class RunFailed(RuntimeError):
+    """A step of ``make run`` failed. The message is for the person at the terminal (what
+    failed or died, where its log is, what to do); the cause stays chained for the log."""
+
+
 def run(settings: Settings) -> dict[str, float]:
     """Run ingest, dbt build, publish, the table report and the lineage page; return wall times.
 
-    Uses the engine if it is up (``make up``); otherwise starts it (booting while ingestion
-    runs) and stops it at the end.
+    Uses the engine and the local servers if they are up (``make up``); otherwise starts each
+    when a step first needs it (the engine boots while ingestion runs) and stops it at the end.
+    The run holds them for as long as it needs them and watches them: if one dies, the step
+    stops at once and RunFailed names it. Every step resumes from its last commit, so the next
+    ``make run`` (which starts whatever died) completes the work exactly once.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     say(f"run {ops.run_id()} (ops.run_metrics)")
-    with engine.starting(settings) as engine_ready:
+    parts = platform_parts(settings)
+    with contextlib.ExitStack() as held, processes.Vigil() as vigil:
         # The engine's JVM boots while ingestion runs: ingestion writes Delta without Spark.
-        with step("ingest", timings):
+        engine_ready = held.enter_context(engine.starting(settings))
+        vigil.watch(parts["engine"])
+        with step("ingest", timings, vigil), contextlib.ExitStack() as for_ingest:
+            services = settings.services
+            if "postgres" in parts:  # the Redshift source now, the Redshift warehouse later
+                server = postgres.running(settings.home, services.postgres_port)
+                _hold(held, vigil, parts["postgres"], server)
+            if "kafka" in parts:
+                server = kafka.running(settings.home, services.kafka_port,
+                                       services.kafka_controller_port)  # fmt: skip
+                _hold(for_ingest, vigil, parts["kafka"], server)
             ingest(settings)
-        with step("engine", timings):
+        with step("engine", timings, vigil):
             state = "started" if engine_ready() else "already running"
             say(f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})")
-        with step("dbt build", timings):
+        with step("dbt build", timings, vigil):
             dbt(settings, "build")
             dq_summary()
-        with step("publish", timings):
+        with step("publish", timings, vigil), contextlib.ExitStack() as for_publish:
+            if "snowflake" in parts:
+                server = snowflake.running(settings.home, settings.services.snowflake_port)
+                _hold(for_publish, vigil, parts["snowflake"], server)
             publish(settings)
-        with step("report", timings):
+        with step("report", timings, vigil):
             report(settings)
             say(f"  watchdog report: {watchdog_report.write(settings)}")
-        with step("lineage", timings):
+        with step("lineage", timings, vigil):
             lineage_page(settings)
     timings["total"] = time.perf_counter() - started
     say("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return timings
+
+
+def platform_parts(settings: Settings) -> dict[str, processes.Part]:
+    """The platform's own servers a run of these settings uses: the engine, and each local
+    stand-in no production endpoint replaces (the same variables as lakehouse/systems.py and
+    lakehouse/warehouses.py)."""
+    home, services, env = settings.home, settings.services, os.environ
+    warehouses = settings.publish.warehouses
+    parts = {
+        "engine": processes.Part(
+            "the engine", "Spark Thrift Server", settings.engine.port,
+            engine.log_file(settings), engine._pid_file(settings),
+        ),
+    }  # fmt: skip
+    if not env.get("REDSHIFT_URL") or ("redshift" in warehouses and not env.get("REDSHIFT_HOST")):
+        port = services.postgres_port
+        parts["postgres"] = processes.Part(
+            "PostgreSQL", "the Redshift stand-in", port, postgres.log_file(home, port),
+            postgres.data_dir(home) / "postmaster.pid",
+        )  # fmt: skip
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        port = services.kafka_port
+        parts["kafka"] = processes.Part(
+            "the Kafka broker", "the Kafka source system", port, kafka.log_file(home, port),
+            kafka._pid_file(home, port),
+        )  # fmt: skip
+    if "snowflake" in warehouses and not env.get("SNOWFLAKE_ACCOUNT"):
+        port = services.snowflake_port
+        parts["snowflake"] = processes.Part(
+            "the Snowflake emulator", "fakesnow", port, snowflake.log_file(home, port),
+            snowflake._pid_file(home, port),
+        )  # fmt: skip
+    return parts
+
+
+def _hold(
+    stack: contextlib.ExitStack,
+    vigil: processes.Vigil,
+    part: processes.Part,
+    server: contextlib.AbstractContextManager,
+) -> None:
+    """Use ``server`` (started if it is down) until ``stack`` closes, watched until then."""
+    stack.enter_context(server)
+    vigil.watch(part)
+    stack.callback(vigil.unwatch, part)  # runs first: a stop on purpose is no death
+
+
+@contextlib.contextmanager
+def step(name: str, timings: dict[str, float], vigil: processes.Vigil) -> Iterator[None]:
+    """A timed step of the run; a failure becomes one RunFailed naming what died, if anything."""
+    say(f"{name} ...")
+    started = time.perf_counter()
+    try:
+        with vigil.during(name):
+            yield
+    except (Exception, processes.PartDied) as exc:
+        raise RunFailed(_failure(name, vigil.census(name), exc)) from exc
+    timings[name] = time.perf_counter() - started
+    say(f"{name} done in {timings[name]:.1f}s")
+
+
+def _failure(step_name: str, deaths: list[processes.Death], exc: BaseException) -> str:
+    """What the person at the terminal reads: what died (or what failed), and what to do."""
+    again = "run `make run` again: it starts what is down and resumes from the last commit"
+    if deaths:
+        return "; ".join(str(d) for d in deaths) + f"; {again}"
+    if isinstance(exc, PipelineStepFailed):  # dlt's wrapper: say what the load itself raised
+        exc = exc.exception.__cause__ or exc.exception
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, subprocess.CalledProcessError):
+        cause = f"{Path(str(exc.cmd[0])).name} exited with code {exc.returncode} (output above)"
+    return f"`{step_name}` failed: {type(exc).__name__}: {cause[:400]}"
 
 
 def publish(
@@ -125,7 +216,9 @@ def publish(
 
 def dq_summary() -> dict[str, int]:
     """Print what the data-quality contracts found in the last dbt invocation."""
-    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    # dbt writes its artefacts to DBT_TARGET_PATH when set (relative to the project), else target/
+    target = DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
+    results = json.loads((target / "run_results.json").read_text())["results"]
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
     counts = Counter(r["status"] for r in tests)
     failed = counts.get("fail", 0) + counts.get("error", 0)

@@ -12,9 +12,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 
 def pid_alive(pid: int) -> bool:
@@ -60,7 +64,7 @@ class ExitedAtStartup(RuntimeError):
 def cmdline_has(pid: int, part: str) -> bool:
     """Guard against a recycled pid: ``part`` is one of the process's arguments.
 
-    Where there is no /proc (not Linux) the pid file is trusted, as for the engine.
+    Where there is no /proc (not Linux) the pid file is trusted.
     """
     if not Path("/proc/self").exists():
         return True
@@ -145,3 +149,161 @@ def ensure_running(
         yield True
     finally:
         stop()
+
+
+# --- watching the platform's own parts while a run uses them ------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One of the platform's own servers, as a run watches it and as a message names it."""
+
+    name: str  # "the engine"
+    what: str  # "Spark Thrift Server"
+    port: int
+    log: Path
+    pid_file: Path  # the pid on its first line (PostgreSQL's postmaster.pid too)
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().split("\n", 1)[0].strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class Death:
+    """A watched part found dead: which process, and during which step."""
+
+    part: Part
+    pid: int
+    during: str
+
+    def __str__(self) -> str:
+        return (f"{self.part.name} ({self.part.what}, pid {self.pid}, port {self.part.port}) "
+                f"died during `{self.during}`; see {self.part.log}")  # fmt: skip
+
+
+class PartDied(BaseException):
+    """Raised in the main thread when a part a step uses has died.
+
+    A BaseException, like KeyboardInterrupt: a client's ``except Exception`` retry loop must not
+    swallow it, and a client that would otherwise wait on the dead server for good (a Kafka
+    consumer polls a dead broker forever) is stopped at once.
+    """
+
+
+def running(proc: psutil.Process) -> bool:
+    """True while ``proc`` runs: not exited, not a zombie, and its pid not recycled."""
+    reap(proc.pid)  # a server started by this process is our child: a zombie until reaped
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _end_helpers(since: float) -> None:
+    """SIGTERM what this process started in its own session since ``since`` (dbt, dbt-ol for the
+    step), never a server: every server runs in a session of its own (``start_new_session``)."""
+    own = os.getsid(0)
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getsid(child.pid) == own and child.create_time() >= since:
+                child.terminate()
+
+
+class Vigil:
+    """Watches the servers a run uses; when one dies in the middle of a step, stops the step.
+
+    A dead server does not always make its client fail: a Kafka consumer waits for the broker
+    to come back, a Snowflake connector retries for minutes, and dbt goes on failing model after
+    model. So a thread polls the watched processes (by pid, not by port: a port answers late
+    under load, a pid is gone at once) and, on a death, ends the helpers the step started (dbt)
+    and interrupts the main thread with PartDied. ``census`` gives the deaths for the message.
+    """
+
+    SIGNAL = signal.SIGUSR1
+    RESIGNAL_S = 15.0  # if a client swallowed the first interrupt
+
+    def __init__(self, poll_s: float = 0.5) -> None:
+        self.poll_s = poll_s
+        self.deaths: list[Death] = []
+        self._watched: dict[Part, psutil.Process] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._step: str | None = None
+        self._last_step = "the start"
+        self._step_started = time.time()
+        self._signalled_at: float | None = None
+        self._thread = threading.Thread(target=self._loop, name="vigil", daemon=True)
+        self._previous_handler: object = None
+        self._can_interrupt = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> Vigil:
+        if self._can_interrupt:
+            self._previous_handler = signal.signal(self.SIGNAL, self._on_signal)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._can_interrupt:
+            signal.signal(self.SIGNAL, self._previous_handler)  # type: ignore[arg-type]
+
+    def watch(self, part: Part) -> None:
+        """Watch ``part`` from now on if its pid file names a live process."""
+        pid = part.pid()
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid) if pid is not None else None
+            if proc is not None and running(proc):
+                with self._lock:
+                    self._watched[part] = proc
+
+    def unwatch(self, part: Part) -> None:
+        """Stop watching ``part`` (before it is stopped on purpose); a death until now counts."""
+        self._check(self._step or self._last_step, only=part)
+        with self._lock:
+            self._watched.pop(part, None)
+
+    @contextlib.contextmanager
+    def during(self, step: str) -> Iterator[None]:
+        """Mark the block as ``step``: a death now interrupts it and is reported against it."""
+        self._step = self._last_step = step
+        self._step_started, self._signalled_at = time.time(), None
+        try:
+            yield
+        finally:
+            self._step = None
+
+    def census(self, step: str) -> list[Death]:
+        """Every death so far, checking each watched part once more now."""
+        self._check(step)
+        return list(self.deaths)
+
+    def _check(self, step: str, only: Part | None = None) -> None:
+        """Record the watched parts (or ``only``) found dead, against ``step``."""
+        with self._lock:
+            for part, proc in list(self._watched.items()):
+                if (only is None or part == only) and not running(proc):
+                    self.deaths.append(Death(part, proc.pid, step))
+                    del self._watched[part]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._check(self._step or self._last_step)
+            if self._step is None or not self.deaths:
+                continue
+            last = self._signalled_at
+            if last is None or time.monotonic() - last > self.RESIGNAL_S:
+                self._interrupt()
+
+    def _interrupt(self) -> None:
+        _end_helpers(since=self._step_started - 1.0)  # create_time is rounded
+        self._signalled_at = time.monotonic()
+        if self._can_interrupt:
+            signal.pthread_kill(threading.main_thread().ident, self.SIGNAL)  # type: ignore[arg-type]
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._step is not None and self.deaths:
+            raise PartDied("; ".join(str(d) for d in self.deaths))
