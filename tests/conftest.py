@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,21 @@ def tmp_settings(tmp_path: Path, monkeypatch) -> Settings:
     """Settings whose lake home is a fresh temporary folder (no engine needed)."""
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
     return load_settings()
+
+
+@pytest.fixture(scope="session")
+def free_ports() -> Callable[[int], list[int]]:
+    """``free_ports(n)``: ``n`` distinct ports nothing listens on now, for a test's own servers
+    (held open together while chosen, so all differ), never a fixed port two runs could share."""
+
+    def pick(n: int) -> list[int]:
+        sockets = [socket.socket() for _ in range(n)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            return [sock.getsockname()[1] for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    return pick

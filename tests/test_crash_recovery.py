@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,17 +48,6 @@ MOMENT_TIMEOUT_S = 600
 PRODUCTION_ENDPOINTS = ("SNOWFLAKE_URL", "CRM_BASE_URL", "CRM_API_TOKEN", "REDSHIFT_URL",
                         "FX_BASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SNOWFLAKE_ACCOUNT",
                         "REDSHIFT_HOST", "LAKEHOUSE_RUN_ID")  # fmt: skip
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Run:
@@ -125,10 +113,12 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, str]]]:
+def lake(
+    tmp_path_factory: pytest.TempPathFactory, free_ports
+) -> Iterator[tuple[Settings, dict[str, str]]]:
     """A lake home of its own, on free ports, small; everything left running is stopped after."""
     root = tmp_path_factory.mktemp("crash_recovery")
-    engine_port, pg_port, sf_port, kafka_port, controller_port = _free_ports(5)
+    engine_port, pg_port, sf_port, kafka_port, controller_port = free_ports(5)
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENDPOINTS}
     env.update({
         "LAKEHOUSE_HOME": str(root / "home"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,18 +37,6 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out, so two test runs never collide on a fixed port."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _java_processes_with(marker: str) -> list[int]:
@@ -90,9 +77,9 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def broker(tmp_path_factory: pytest.TempPathFactory, free_ports) -> Iterator[Broker]:
     home = tmp_path_factory.mktemp("kafka-home")
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     started = time.monotonic()
     pid = kafka.start(home, port, controller_port)
     print(f"Kafka broker up in {time.monotonic() - started:.1f}s")

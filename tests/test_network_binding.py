@@ -28,18 +28,6 @@ PORTS = ("thrift", "postgres", "kafka", "controller", "snowflake", "spark_ui", "
          "block_manager")  # fmt: skip
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct ports nothing listens on now (held open together, so all differ)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _is_loopback(ip: str) -> bool:
     address = ipaddress.ip_address(ip.split("%")[0])
     mapped = getattr(address, "ipv4_mapped", None)  # a JVM's 127.0.0.1 shows as ::ffff:127.0.0.1
@@ -81,8 +69,8 @@ def _cli(env: dict[str, str], *args: str, timeout: float) -> subprocess.Complete
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
-def test_make_up_listens_on_loopback_only(tmp_path: Path) -> None:
-    ports = dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
+def test_make_up_listens_on_loopback_only(tmp_path: Path, free_ports) -> None:
+    ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
     config = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
     config["engine"]["driver_memory"] = "1g"  # a second engine beside the suite's: keep it small
     config_file = tmp_path / "lakehouse.yml"
