@@ -134,6 +134,7 @@ def test_other_source_system_is_refused_naming_it(home: Path, monkeypatch) -> No
     settings = load_settings()
     pipeline.ingest(settings, LOADED)
     before = _state(settings)
+    # a made-up password: the record must never hold it  # pragma: allowlist nextline secret
     monkeypatch.setenv("SNOWFLAKE_URL", "snowflake://loader:s3cret@acme-prod/raw/sales?role=x")
     with pytest.raises(home_record.HomeMismatch) as refused:
         pipeline.ingest(load_settings(), ["snowflake"])
@@ -214,8 +215,10 @@ def test_home_without_record_is_adopted_only_when_its_data_match(home: Path, mon
     [
         ("postgresql+psycopg2://loader:pa/s#s@db.corp:5439/web?sslmode=require", "sqlalchemy",
          "postgresql://db.corp:5439/web"),
+        # pragma: allowlist nextline secret
         ("snowflake://loader:s3cret@acme-prod/raw/sales?warehouse=load", "sqlalchemy",
          "snowflake://acme-prod/raw/sales"),
+        # pragma: allowlist nextline secret
         ("https://svc:t0ken@crm.example.com:8443/api/v2/?key=k3y", "url",
          "https://crm.example.com:8443/api/v2"),
         (" b1.corp:9092,b0.corp:9092", "brokers", "b0.corp:9092,b1.corp:9092"),
