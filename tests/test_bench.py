@@ -6,9 +6,10 @@ No engine: `make bench` itself is the measurement; these check that it reports w
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from lakehouse.bench import report
+from lakehouse.bench import report, spark_ui
 from lakehouse.bench.report import Line
 from lakehouse.bench.targets import TARGETS, Target, Verdict, evaluate
 
@@ -77,3 +78,28 @@ def test_the_json_holds_facts_measurements_and_verdicts(tmp_path: Path) -> None:
     run = next(t for t in loaded["targets"] if t["key"] == "make_run_s")
     assert (run["value"], run["limit"], run["outcome"]) == (424.0, 300, "FAIL")
     assert loaded["details"]["dbt_builds"] == [{"wall_s": 1.0}]
+
+
+def test_the_engines_statements_are_counted_by_kind_inside_the_window() -> None:
+    def execution(at: str, seconds: float, sql: str) -> dict:
+        return {"submissionTime": f"2026-11-29T13:{at}.000GMT", "duration": seconds * 1000,
+                "description": sql}  # fmt: skip
+
+    executions = [
+        execution("00:00", 9.0, "select 1"),  # before the window
+        execution("01:00", 2.0, '/* {"app": "dbt"} */ create or replace table gold.c as ...'),
+        execution("01:10", 0.5, "show table extended in silver like '*'"),
+        execution("01:20", 0.25, "SHOW TABLE EXTENDED in gold like '*'"),
+        execution("01:30", 1.0, "alter table gold.c add constraint x check (a > 0)"),
+        execution("09:00", 9.0, "select 2"),  # after it
+    ]
+    since = datetime(2026, 11, 29, 13, 1, tzinfo=UTC)
+    until = datetime(2026, 11, 29, 13, 2, tzinfo=UTC)
+    summary = spark_ui.summarise(executions, since, until)
+    assert summary["statements"] == 4
+    assert summary["spark_seconds"] == 3.75
+    assert summary["by_kind"] == {
+        "create or replace table": {"count": 1, "seconds": 2.0},
+        "alter table": {"count": 1, "seconds": 1.0},
+        "show table extended": {"count": 2, "seconds": 0.75},
+    }

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lakehouse import engine, ops, pipeline, systems
+from lakehouse.bench import spark_ui
 from lakehouse.bench.report import Line, Sections
 from lakehouse.config import REPO_ROOT, SchedulesConfig, Settings
 from lakehouse.dbt_cli import DBT_PROJECT_DIR
@@ -64,6 +65,7 @@ class Bench:
     notes: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    statements: dict[str, int] = field(default_factory=dict)  # Spark statements per build
 
     def add(self, section: str, *lines: Line) -> None:
         self.sections.setdefault(section, []).extend(lines)
@@ -82,21 +84,25 @@ class Bench:
     # --- dbt and the platform's build -----------------------------------------------------------
 
     def dbt_build(self, label: str, *args: str) -> float:
-        """Wall time of ``dbt build <args>`` (through the platform: dbt-ol, run metrics), with
-        dbt's own numbers from run_results.json kept in the details."""
-        seconds, _ = timed(lambda: pipeline.dbt(self.settings, "build", *args))
-        self.details.setdefault("dbt_builds", []).append(
-            {"label": label, "args": list(args), "wall_s": round(seconds, 2), **dbt_summary()}
-        )
-        return seconds
+        """Wall time of ``dbt build <args>`` (through the platform: dbt-ol, run metrics)."""
+        return self._build(label, lambda: pipeline.dbt(self.settings, "build", *args))
 
     def platform_build(self, label: str) -> float:
         """Wall time of ``python -m lakehouse build`` (the build of what changed)."""
         command = [sys.executable, "-m", "lakehouse", "build"]
-        seconds, _ = timed(lambda: subprocess.run(command, check=True, env=os.environ.copy()))
-        self.details.setdefault("platform_builds", []).append(
-            {"label": label, "wall_s": round(seconds, 2), **dbt_summary()}
+        return self._build(label, lambda: subprocess.run(command, check=True, env=os.environ))
+
+    def _build(self, label: str, work: Callable[[], Any]) -> float:
+        """Time ``work``; keep dbt's own numbers (run_results.json) and the engine's (the
+        statements it ran meanwhile) in the details, and the count of statements by label."""
+        since = datetime.now(UTC)
+        seconds, _ = timed(work)
+        spark = spark_ui.statements(self.settings, since, datetime.now(UTC))
+        self.details.setdefault("builds", []).append(
+            {"label": label, "wall_s": round(seconds, 2), **dbt_summary(), "spark": spark}
         )
+        if spark:
+            self.statements[label] = spark["statements"]
         return seconds
 
     # --- the steps ------------------------------------------------------------------------------
@@ -144,6 +150,10 @@ class Bench:
                  Line(f"whole `dbt build`, warm (median of {len(warm)})", statistics.median(warm)),
                  Line(f"`dbt build --select customer_360`, warm (median of {len(one)})",
                       statistics.median(one)))  # fmt: skip
+        for label in ("first after engine start", "warm 1", "customer_360 warm 1"):
+            if label in self.statements:
+                self.add(section, Line(f"statements Spark ran: {label}", self.statements[label],
+                                       "n"))  # fmt: skip
         self.values["dbt_build_warm_s"] = statistics.median(warm)
         self.values["customer_360_warm_s"] = statistics.median(one)
         self.values["first_build_ratio"] = first / statistics.median(warm)
@@ -158,6 +168,8 @@ class Bench:
         self.details.setdefault("samples", {})["platform_build_noop_s"] = samples
         median = statistics.median(samples)
         self.add(section, Line(f"`python -m lakehouse build` (median of {len(samples)})", median))
+        if "nothing new 1" in self.statements:
+            self.add(section, Line("statements Spark ran", self.statements["nothing new 1"], "n"))
         self.values["platform_build_noop_s"] = median
 
     def generation_2(self) -> None:
@@ -174,6 +186,9 @@ class Bench:
             build_s = self.dbt_build("after generation 2")
         publish_s, results = timed(lambda: pipeline.publish(self.settings))
         self.add(section, Line(label, build_s))
+        if "after generation 2" in self.statements:
+            count = self.statements["after generation 2"]
+            self.add(section, Line("statements Spark ran in the build", count, "n"))
         for result in results:
             for phase, seconds in result.seconds.items():
                 self.add(section, Line(f"publish {result.warehouse}: {phase}", seconds))

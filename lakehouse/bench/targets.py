@@ -62,6 +62,8 @@ def show(value: float | None, unit: str) -> str:
         return f"{value:.2f}x"
     if unit == "%":
         return f"{value * 100:.0f} %"
+    if unit == "n":
+        return f"{value:,.0f}"
     if unit == "rows/s":
         return f"{value:,.0f} rows/s"
     return f"{value:.1f} s"
