@@ -79,7 +79,8 @@ test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which run
 SCALE ?= 1
 BENCH_HOME := .lakehouse-bench
 bench: $(SETUP) ## measure against issue 16's targets: SCALE=1 (default); TESTS=1 also times make test
-	$(PY) -m lakehouse.bench --scale $(SCALE) --home $(BENCH_HOME) $(if $(TESTS),--tests)
+	$(PY) -m lakehouse.bench --scale $(SCALE) --home $(BENCH_HOME) $(if $(TESTS),--tests) \
+		$(if $(REPEAT),--repeat $(REPEAT))
 
 up: $(SETUP) ## start the local Spark Thrift Server, source systems and warehouse stand-ins
 	$(PY) -m lakehouse up
