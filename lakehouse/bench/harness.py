@@ -208,8 +208,9 @@ class Bench:
             self.add(section, Line("platform vs bare pipeline", None, note=NOT_AVAILABLE))
             self.notes["kafka_share"] = NOT_AVAILABLE
             return
-        with systems.running(self.settings) as endpoints:
-            compared = kafka_bench.compare(self.settings, endpoints.kafka_bootstrap)
+        port = self.settings.services.kafka_port  # the broker is up (systems.start_local)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{port}"
+        compared = kafka_bench.compare(self.settings, bootstrap)
         self.details["kafka"] = compared.as_dict()
         platform, bare = compared.platform, compared.bare
         self.add(section, Line(f"messages on the topic ({compared.topic})", compared.messages, "n"),
