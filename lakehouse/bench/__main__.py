@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "builds": bench.builds, "nothing-new": bench.nothing_new,
         "generation-2": bench.generation_2, "kafka": bench.kafka, "airflow": bench.airflow,
     }  # fmt: skip
+    interrupted = False
     try:
         bench.phase("full-run", bench.full_run)  # starts and stops what it needs, as make run
         for line in systems.start_local(settings):
@@ -80,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, step in steps.items():
             if name not in args.skip:
                 bench.phase(name, step)
+    except KeyboardInterrupt:  # a long run stopped by hand still prints what it measured
+        interrupted = True
+        bench.errors.append("interrupted: the steps after the last row were not measured")
     finally:
         stop_everything(settings)
-    if args.tests:
+    if args.tests and not interrupted:
         bench.phase("make-test", bench.make_test)
     else:
         bench.notes["make_test_s"] = "not measured (TESTS=1)"
