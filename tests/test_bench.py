@@ -81,22 +81,27 @@ def test_the_json_holds_facts_measurements_and_verdicts(tmp_path: Path) -> None:
 
 
 def test_the_engines_statements_are_counted_by_kind_inside_the_window() -> None:
-    def execution(at: str, seconds: float, sql: str) -> dict:
-        return {"submissionTime": f"2026-11-29T13:{at}.000GMT", "duration": seconds * 1000,
-                "description": sql}  # fmt: skip
+    def execution(at: str, seconds: float, sql: str, root: int | None = None) -> dict:
+        n, stamp = len(executions), f"2026-11-29T13:{at}.000GMT"
+        return {"id": n, "rootExecutionId": n if root is None else root, "description": sql,
+                "submissionTime": stamp, "duration": seconds * 1000}  # fmt: skip
 
-    executions = [
-        execution("00:00", 9.0, "select 1"),  # before the window
-        execution("01:00", 2.0, '/* {"app": "dbt"} */ create or replace table gold.c as ...'),
-        execution("01:10", 0.5, "show table extended in silver like '*'"),
-        execution("01:20", 0.25, "SHOW TABLE EXTENDED in gold like '*'"),
-        execution("01:30", 1.0, "alter table gold.c add constraint x check (a > 0)"),
-        execution("09:00", 9.0, "select 2"),  # after it
-    ]
+    executions: list[dict] = []
+    for args in [
+        ("00:00", 9.0, "select 1"),  # before the window
+        ("01:00", 2.0, 'Delta: /* {"app": "dbt"} */ create or replace table gold.c as ...'),
+        ("01:01", 1.5, "Delta: Delta: /* dbt */ create or replace table gold.c as ...", 1),
+        ("01:10", 0.5, "show table extended in silver like '*'"),
+        ("01:20", 0.25, "-- back compat\n  SHOW TABLE EXTENDED in gold like '*'"),
+        ("01:30", 1.0, "alter table gold.c add constraint x check (a > 0)"),
+        ("09:00", 9.0, "select 2"),  # after it
+    ]:
+        executions.append(execution(*args))
     since = datetime(2026, 11, 29, 13, 1, tzinfo=UTC)
     until = datetime(2026, 11, 29, 13, 2, tzinfo=UTC)
     summary = spark_ui.summarise(executions, since, until)
     assert summary["statements"] == 4
+    assert summary["nested_executions"] == 1  # inside its root's 2 s, not summed again
     assert summary["spark_seconds"] == 3.75
     assert summary["by_kind"] == {
         "create or replace table": {"count": 1, "seconds": 2.0},

@@ -20,6 +20,7 @@ from lakehouse.bench.harness import Bench, has_platform_build, now, stop_everyth
 from lakehouse.bench.targets import evaluate
 from lakehouse.config import REPO_ROOT, Settings, load_settings
 
+RETAINED_EXECUTIONS = 20_000
 PHASES = ("builds", "nothing-new", "generation-2", "kafka", "airflow")
 
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     # Every child (dbt, Airflow, `lakehouse build`) reads these, as the engine does.
     os.environ["LAKEHOUSE_HOME"] = str(home)
     os.environ["LAKEHOUSE_SCALE"] = str(args.scale)
+    # The engine's UI keeps its last 1000 SQL executions by default, fewer than one whole build
+    # at scale 1 with Delta's nested ones: keep enough to read every build's statements back.
+    extra = os.environ.get("LAKEHOUSE_SPARK_CONF", "")
+    retained = f"spark.sql.ui.retainedExecutions={RETAINED_EXECUTIONS}"
+    os.environ["LAKEHOUSE_SPARK_CONF"] = f"{extra},{retained}" if extra else retained
     settings = load_settings()
     if taken := _taken_ports(settings):
         print("bench: these ports already answer; stop what holds them (`make down`) or export "
