@@ -9,7 +9,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lakehouse import ops
 from lakehouse.bench import report, spark_ui
+from lakehouse.bench.harness import Bench, phases_in_order
 from lakehouse.bench.report import Line
 from lakehouse.bench.targets import TARGETS, Target, Verdict, evaluate
 
@@ -108,3 +110,29 @@ def test_the_engines_statements_are_counted_by_kind_inside_the_window() -> None:
         "alter table": {"count": 1, "seconds": 1.0},
         "show table extended": {"count": 2, "seconds": 0.75},
     }
+
+
+def test_a_failed_step_is_reported_under_its_section_and_the_bench_goes_on(
+    settings, monkeypatch
+) -> None:
+    monkeypatch.setenv(ops.RUN_ID_ENV, "test")  # phase() names a run per step; restored after
+    bench = Bench(settings)
+
+    def half_done() -> None:
+        bench.add("generation 2", Line("ingest", 26.2))
+        raise RuntimeError("the engine died")
+
+    bench.phase("generation-2", half_done)
+    bench.phase("kafka", lambda: bench.add("kafka", Line("rate", 1.0, "rows/s")))
+    assert [line.label for line in bench.sections["generation 2"]] == [
+        "ingest", "the generation-2 step failed (RuntimeError): see the log"
+    ]  # fmt: skip
+    assert bench.errors == ["generation-2: RuntimeError: the engine died"]
+    assert bench.sections["kafka"] == [Line("rate", 1.0, "rows/s")]
+
+
+def test_publish_phases_read_in_the_order_they_run() -> None:
+    stored = {"read": 3.2, "reconcile": 1.6, "serve": 38.9, "stage": 79.5, "emulator_wait": 2.0}
+    assert [p for p, _ in phases_in_order(stored)] == [
+        "read", "stage", "serve", "reconcile", "emulator_wait"
+    ]  # fmt: skip

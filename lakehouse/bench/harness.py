@@ -40,6 +40,7 @@ from lakehouse.services import airflow
 # The Snowflake emulator's staging phase in a PublishResult's seconds: reported beside the
 # `make run` total, not inside it (fakesnow's inserts are not what a real warehouse costs).
 EMULATOR_STAGING = "stage"
+PUBLISH_PHASES = ("read", "stage", "serve", "reconcile")
 PRODUCER_TASK = "dbt.dbt_producer_watcher"
 NOT_AVAILABLE = "not available"
 
@@ -66,20 +67,25 @@ class Bench:
     details: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     statements: dict[str, int] = field(default_factory=dict)  # Spark statements per build
+    _section: str = ""
 
     def add(self, section: str, *lines: Line) -> None:
         self.sections.setdefault(section, []).extend(lines)
+        self._section = section  # where a failure of the running step is reported
 
     def phase(self, name: str, work: Callable[[], None]) -> None:
         """Run one step; a failure is recorded (and printed), not fatal to the next steps."""
         pipeline.say(f"bench: {name} ...")
         os.environ[ops.RUN_ID_ENV] = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}-{name}"
+        self._section = f"{name} (step)"
         try:
             work()
         except Exception as exc:  # a bench reports what it could measure
             traceback.print_exc()
             self.errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
-            self.add(name, Line("failed: see the log above", None, note="failed"))
+            line = Line(f"the {name} step failed ({type(exc).__name__}): see the log", None,
+                        note="failed")  # fmt: skip
+            self.add(self._section, line)
 
     # --- dbt and the platform's build -----------------------------------------------------------
 
@@ -108,26 +114,29 @@ class Bench:
     # --- the steps ------------------------------------------------------------------------------
 
     def full_run(self) -> None:
+        """``make run``'s steps, each followed by its parts: the loads per source, the publish
+        per warehouse and phase (as ops.run_metrics recorded them for this run)."""
         section = "make run from an empty lake (pipeline.run)"
         timings = pipeline.run(self.settings)
         metrics = ops.read(self.settings, run=ops.run_id())
-        for m in metrics:
-            if m["step"] == "ingest":
-                rate = m["rows_read"] / m["duration_s"] if m["rows_read"] and m["duration_s"] else 0
-                self.add(section, Line(f"ingest {m['job']} ({m['rows_read'] or 0:,} records, "
-                                       f"{rate:,.0f}/s)", m["duration_s"]))  # fmt: skip
-        for name, seconds in timings.items():
-            if name != "total":
-                self.add(section, Line(name, seconds))
-        staging = 0.0
         publishes = {m["job"]: json.loads(m["details"] or "{}") for m in metrics
                      if m["step"] == "publish"}  # fmt: skip
         self.details["full_run"] = {"timings": timings, "publish": publishes}
-        for warehouse, detail in publishes.items():
-            for phase, seconds in detail.get("seconds", {}).items():
-                self.add(section, Line(f"publish {warehouse}: {phase}", seconds))
-            if warehouse == "snowflake":
-                staging = detail.get("seconds", {}).get(EMULATOR_STAGING, 0.0)
+        for name, seconds in timings.items():
+            if name == "total":
+                continue
+            self.add(section, Line(name, seconds))
+            if name == "ingest":
+                for m in (m for m in metrics if m["step"] == "ingest"):
+                    read, took = m["rows_read"] or 0, m["duration_s"]
+                    rate = f"{read / took:,.0f}/s" if took else "-"
+                    self.add(section, Line(f"  {m['job']} ({read:,} records, {rate})", took))
+            if name == "publish":
+                for warehouse, detail in publishes.items():
+                    for phase, took in phases_in_order(detail.get("seconds", {})):
+                        self.add(section, Line(f"  {warehouse}: {phase}", took))
+        seconds = publishes.get("snowflake", {}).get("seconds", {})
+        staging = seconds.get(EMULATOR_STAGING, 0.0)
         without = timings["total"] - staging
         self.add(section, Line("total", timings["total"]),
                  Line("Snowflake emulator staging (beside the total)", staging),
@@ -190,7 +199,7 @@ class Bench:
             count = self.statements["after generation 2"]
             self.add(section, Line("statements Spark ran in the build", count, "n"))
         for result in results:
-            for phase, seconds in result.seconds.items():
+            for phase, seconds in phases_in_order(result.seconds):
                 self.add(section, Line(f"publish {result.warehouse}: {phase}", seconds))
         self.add(section, Line("publish, all warehouses", publish_s))
         full = self.values.get("dbt_build_warm_s")
@@ -273,6 +282,14 @@ class Bench:
         self.values["make_test_s"] = test_s
         if done.returncode != 0:
             self.errors.append(f"make test exited with {done.returncode}")
+
+
+def phases_in_order(phases: dict[str, float]) -> list[tuple[str, float]]:
+    """A publish's phases in the order they run (ops.run_metrics stores them sorted by name)."""
+    known = [p for p in PUBLISH_PHASES if p in phases]
+    return [(p, phases[p]) for p in known] + [
+        (p, s) for p, s in phases.items() if p not in PUBLISH_PHASES
+    ]
 
 
 def _seconds(start: str, end: str) -> float:
