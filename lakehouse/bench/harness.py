@@ -225,7 +225,7 @@ class Bench:
         self.add(section, Line(f"messages on the topic ({compared.topic})", compared.messages, "n"),
                  Line("the platform's Kafka load", platform.rows_per_s, "rows/s"),
                  Line("bare pipeline: batches, JSON, write_deltalake", bare.rows_per_s, "rows/s"),
-                 Line("platform / bare, in CPU time", compared.cpu_ratio, "%"))  # fmt: skip
+                 Line("the same share in CPU seconds", compared.cpu_ratio, "%"))  # fmt: skip
         self.values["kafka_share"] = compared.ratio
 
     def airflow(self) -> None:
