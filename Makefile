@@ -19,8 +19,8 @@ SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test up down status ingest dbt-build publish report backfill docs airflow lint format \
-        clean clean-data
+.PHONY: help setup run test bench up down status ingest dbt-build publish report backfill docs airflow \
+        lint format clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,13 @@ test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which run
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
+# The bench's own lake home, emptied at each start: never the data of `make run` or the tests.
+SCALE ?= 1
+BENCH_HOME := .lakehouse-bench
+bench: $(SETUP) ## measure against issue 16's targets: SCALE=1 (default); TESTS=1 also times make test
+	$(PY) -m lakehouse.bench --scale $(SCALE) --home $(BENCH_HOME) $(if $(TESTS),--tests) \
+		$(if $(REPEAT),--repeat $(REPEAT))
+
 up: $(SETUP) ## start the local Spark Thrift Server, source systems and warehouse stand-ins
 	$(PY) -m lakehouse up
 
@@ -115,7 +122,7 @@ format: $(SETUP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 clean-data: down ## delete the local lake, warehouse and metastore
-	rm -rf .lakehouse .lakehouse-test dbt_project/target dbt_project/logs
+	rm -rf .lakehouse .lakehouse-test .lakehouse-bench dbt_project/target dbt_project/logs
 
 clean: clean-data ## also delete the environments and jar cache
 	rm -rf $(VENV) $(AIRFLOW_VENV) .cache

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -52,7 +51,6 @@ class Stack:
     settings: Settings
     client: airflow.Client
     webhook: list[dict] = field(default_factory=list)
-    measured: dict[str, Any] = field(default_factory=dict)
 
     def alerts(self) -> list[dict]:
         path = self.settings.home / "alerts" / "alerts.jsonl"
@@ -67,10 +65,6 @@ class Stack:
 
 def _at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _seconds(start: str, end: str) -> float:
-    return (_at(end) - _at(start)).total_seconds()
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +88,10 @@ def stack(
     )
     settings = spark.model_copy(update={"orchestration": orchestration})
     airflow.stop(settings)  # a component left over by an interrupted session
-    started = time.monotonic()
     try:
         for line in airflow.start(settings):
             print(line)
-        stack = Stack(settings, airflow.Client(settings), received)
-        stack.measured["airflow_start_s"] = time.monotonic() - started
-        yield stack
+        yield Stack(settings, airflow.Client(settings), received)
     finally:
         airflow.stop(settings)
         server.shutdown()
@@ -145,7 +136,6 @@ def _ingest_then_build(stack: Stack) -> tuple[str, str]:
     run = client.wait("ingest_sources", ingest_run, timeout_s=900)
     assert run["state"] == "success", stack.states("ingest_sources", ingest_run)
     assert set(stack.states("ingest_sources", ingest_run).values()) == {"success"}
-    stack.measured["ingest_sources_s"] = _seconds(run["queued_at"], run["end_date"])
 
     deadline = time.monotonic() + 120
     new: list[dict] = []
@@ -158,11 +148,6 @@ def _ingest_then_build(stack: Stack) -> tuple[str, str]:
     tis = client.task_instances("build_analytics", build_id)
     assert build["state"] == "success", {t["task_id"]: t["state"] for t in tis}
     assert {t["state"] for t in tis} == {"success"}
-    dbt_tis = [t for t in tis if t["task_id"].startswith("dbt.")]
-    stack.measured["build_analytics_run_s"] = _seconds(build["queued_at"], build["end_date"])
-    first = min((t["start_date"] for t in dbt_tis), key=_at)
-    last = max((t["end_date"] for t in dbt_tis), key=_at)
-    stack.measured["cosmos_dbt_s"] = _seconds(first, last)
     return ingest_run, build_id
 
 
@@ -256,28 +241,14 @@ def test_the_airflow_runs_emit_lineage_that_joins_from_source_to_warehouse(stack
     assert ("bronze_fx.rates", "rate") in trace.columns_in("bronze")
 
 
-def test_the_cosmos_build_costs_at_most_1_3x_the_cli_build(stack: Stack) -> None:
-    """Side by side on the same warm engine, each after the same ingest (so incremental models
-    see as much new data): `lakehouse ingest` + `dbt build` from the CLI, then ingest_sources +
-    the build_analytics run it triggers. The dbt part (first to last Cosmos task) is compared.
-
-    On 2 shared cores, interference only ever slows a side down: when the first pair is over
-    budget, a second pair is measured and the faster time of each side is compared."""
-    cli, cosmos = [], []
-    for _ in range(2):
-        pipeline.ingest(stack.settings)
-        started = time.monotonic()
-        pipeline.dbt(stack.settings, "build")
-        cli.append(time.monotonic() - started)
-        _ingest_then_build(stack)
-        cosmos.append(stack.measured["cosmos_dbt_s"])
-        if min(cosmos) <= 1.3 * min(cli):
-            break
-    stack.measured.update(cli_dbt_build_s=min(cli), cosmos_dbt_s=min(cosmos),
-                          samples={"cli": cli, "cosmos": cosmos})  # fmt: skip
-    print(f"measured: {stack.measured}")
-    (stack.settings.home / "airflow-measured.json").write_text(json.dumps(stack.measured))
-    assert min(cosmos) <= 1.3 * min(cli), stack.measured
+def test_a_cli_build_and_the_cosmos_build_take_turns_on_the_same_lake(stack: Stack) -> None:
+    """`lakehouse ingest` + `dbt build` from the CLI, then ingest_sources + the build_analytics
+    run it triggers, on the same lake and engine: both succeed, task by task. How their times
+    compare (build_analytics' producer against the CLI build) is measured by `make bench`, where
+    a noisy machine cannot fail a CI run."""
+    pipeline.ingest(stack.settings)
+    assert pipeline.dbt(stack.settings, "build", check=False).returncode == 0
+    _ingest_then_build(stack)
 
 
 def test_unit_tests_run_inside_the_cosmos_build(stack: Stack) -> None:
