@@ -1,0 +1,148 @@
+"""The Kafka loader's batch path (orjson, whole columns as Arrow) decides as the per-row guard.
+
+The loader parses a consumed batch with orjson and vouches for whole columns at once, handing
+dlt one Arrow table; whatever it cannot vouch for goes through ``guard_one``, message by message.
+These tests hold the batch path to the per-row guard's outcome for any batch of messages: the
+same rows in bronze with the same values (and dlt's key-hash ``_dlt_id``), the same quarantine
+records (id, reason, payload, coordinates), the same counts. The end-to-end tests
+(test_hostile_records, test_ingestion) then run it against a real broker and Delta.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
+from dlt.common.normalizers.json.helpers import get_row_hash
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_record_properties import (
+    NOW,
+    POLICIES,
+    floats,
+    integers,
+    is_quarantine,
+    iso_like,
+    messages,
+    texts,
+)
+
+from ingestion import kafka_events
+from ingestion.contracts import ArrowRows, GuardStats, SchemaContractViolation, guard_one
+from lakehouse.config import SchemaPolicy
+
+LOAD_ID = "1700000000.1"
+BATCHES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+# events that mostly pass the contract, so the batch path vouches for whole columns
+ascii_text = st.text(st.characters(codec="ascii"), max_size=10)
+plausible_events = st.fixed_dictionaries(
+    {
+        "event_id": ascii_text | texts,
+        "event_type": ascii_text,
+        "event_time": iso_like | st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
+    },
+    optional={
+        "customer_id": integers,
+        "session_id": st.none() | st.integers(min_value=0, max_value=2**40),
+        "order_id": st.none() | integers | floats,
+        "page_url": st.none() | ascii_text | texts | integers | floats,
+        "amount": st.none() | floats | integers,
+        "currency": st.none() | ascii_text,
+        "mystery": st.integers(),
+    },
+)
+
+
+@st.composite
+def plausible_messages(draw: st.DrawFn, offset: int) -> Message:
+    event = draw(plausible_events)
+    return Message(
+        topic="events", partition=draw(st.integers(0, 2)), offset=offset,
+        key=draw(st.none() | st.sampled_from([b"42", b"\xff", "\u00e9".encode()])),
+        value=json.dumps(event).encode(),
+        timestamp=(TIMESTAMP_CREATE_TIME, draw(st.sampled_from([-1, 0, 1735700000123, 2**62]))),
+    )  # fmt: skip
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[Message]:
+    size = draw(st.integers(min_value=1, max_value=12))
+    return [draw(plausible_messages(i) | messages()) for i in range(size)]
+
+
+def per_row(batch: list[Message], policy: SchemaPolicy) -> tuple[list[Any], GuardStats]:
+    """What the per-row guard makes of each message, in order."""
+    stats, out = GuardStats(), []
+    for message in batch:
+        out += guard_one(message, source="kafka", contract=kafka_events.EVENTS, policy=policy,
+                         stats=stats, loaded_at=NOW, parse=kafka_events._parse,
+                         origin=kafka_events.origin(message))  # fmt: skip
+    return out, stats
+
+
+def batched(batch: list[Message], policy: SchemaPolicy) -> tuple[list[dict], list, GuardStats]:
+    """What the loader's batch path makes of the batch: bronze rows, quarantine records."""
+    stats = GuardStats()
+    rows = ArrowRows(kafka_events.EVENTS, "kafka", stats, NOW, kafka_events.PRIMARY_KEY, LOAD_ID)
+    quarantined = kafka_events.guard_batch(batch, rows, policy, stats, NOW)
+    return (rows.table().to_pylist() if len(rows) else []), quarantined, stats
+
+
+def by_coordinates(row: dict) -> tuple:
+    return row["kafka_partition"], row["kafka_offset"]
+
+
+@BATCHES
+@given(batch=batches(), policy=st.sampled_from(POLICIES))
+def test_the_batch_path_decides_as_the_per_row_guard(batch: list[Message], policy) -> None:
+    try:
+        expected, expected_stats = per_row(batch, policy)
+    except SchemaContractViolation:
+        try:
+            batched(batch, policy)
+        except SchemaContractViolation:
+            return
+        raise AssertionError("the per-row guard failed the load, the batch path did not") from None
+    bronze, quarantined, stats = batched(batch, policy)
+
+    clean = [row for row in expected if not is_quarantine(row)]
+    assert sorted(map(by_coordinates, bronze)) == sorted(map(by_coordinates, clean))
+    columns = list(kafka_events.EVENTS.columns)
+    for got, want in zip(sorted(bronze, key=by_coordinates), sorted(clean, key=by_coordinates),
+                         strict=True):  # fmt: skip
+        for name in columns:
+            assert got[name] == want.get(name), (name, got[name], want.get(name))
+            assert type(got[name]) is type(want.get(name)) or isinstance(got[name], datetime)
+        assert got["_source"] == "kafka" and got["_loaded_at"] == NOW
+        assert got["_dlt_load_id"] == LOAD_ID
+        assert got["_dlt_id"] == get_row_hash(want, subset=list(kafka_events.PRIMARY_KEY))
+
+    assert [q.data for q in quarantined] == [q.data for q in expected if is_quarantine(q)]
+    for counts in ("read", "passed", "quarantined", "dropped_values", "occurrences"):
+        assert getattr(stats, counts) == getattr(expected_stats, counts), counts
+
+
+def message(value: bytes, millis: int = 0) -> Message:
+    return Message(topic="t", partition=0, offset=0, value=value,
+                   timestamp=(TIMESTAMP_CREATE_TIME, millis))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=floats | integers)
+def test_orjson_reads_a_double_as_pythons_json_does(value) -> None:
+    """A float the batch path reads with orjson is the double Python's json reads."""
+    text = json.dumps({"amount": value})
+    events, _ = kafka_events._parsed([message(text.encode())])
+    if events and isinstance(events[0]["amount"], float):
+        assert events[0]["amount"] == float(json.loads(text)["amount"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(millis=st.integers(min_value=-1, max_value=kafka_events.EXACT_MILLIS - 1))
+def test_arrow_timestamps_are_the_per_row_guards(millis: int) -> None:
+    m = message(b"{}", millis)
+    arrow = kafka_events._coordinates([m])["kafka_timestamp"].to_pylist()[0]
+    assert arrow == kafka_events._timestamp(m)
