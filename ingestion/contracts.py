@@ -35,18 +35,24 @@ import base64
 import hashlib
 import json
 import math
+from binascii import b2a_base64
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from hashlib import shake_128
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import dlt
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.json import PUA_CHARACTER_MAX, PUA_START
 from dlt.common.normalizers.json.helpers import get_row_hash
 from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES
 from dlt.common.schema.typing import TColumnSchema
 from dlt.common.schema.utils import new_table
 from dlt.extract.items_transform import ItemTransform
@@ -772,10 +778,7 @@ class ArrowRows:
                 return []
             half = len(at) // 2
             return self._take(rows, preset, at[:half]) + self._take(rows, preset, at[half:])
-        keys = zip(*(arrays[i].to_pylist() for i in self._key_at), strict=True)
-        ids = [get_row_hash(dict(zip(self.row_key, key, strict=True)), subset=list(self.row_key))
-               for key in keys]  # fmt: skip
-        self.chunks.append(self._with_metadata(arrays, ids))
+        self.chunks.append(self._with_metadata(arrays, self._row_ids(arrays)))
         self.rows += len(at)
         table = self.contract.name
         self.stats.read[table] += len(at)
@@ -793,11 +796,21 @@ class ArrowRows:
         that integer.
         """
         arrays = []
+        names = [name for name, *_ in self.plan if name not in given]
+        columns: dict[str, Any] = {}
+        if len(names) > 1:
+            try:  # every row sets every column (as a producer writing a struct does): at once
+                values = zip(*map(itemgetter(*names), batch), strict=True)
+                columns = dict(zip(names, values, strict=True))
+            except KeyError:
+                pass
+        if not columns:
+            columns = {name: [row.get(name) for row in batch] for name in names}
         for name, kind, nullable, required in self.plan:
             if name in given:
                 arrays.append(given[name])
                 continue
-            values = [row.get(name) for row in batch]
+            values = columns[name]
             if (required or not nullable) and None in values:
                 return None
             if required and "" in values:
@@ -827,6 +840,37 @@ class ArrowRows:
             except (ValueError, OverflowError, pa.ArrowException):
                 return None  # out of range (int64, years 1..9999) or not ISO: row by row
         return arrays
+
+    def _row_ids(self, arrays: list[pa.Array]) -> list[str]:
+        """dlt's key-hash row ids of a batch: ``get_row_hash`` over ``row_key``, that is the
+        shake-128 of the key's JSON (sorted keys, compact, as dlt's orjson writes it).
+
+        The JSON is put together by Arrow for integer and text keys (text quoted by orjson,
+        once per distinct value); any other key, or a null in one, is left to ``get_row_hash``.
+        """
+        parts: list[Any] = []
+        for name, i in sorted(zip(self.row_key, self._key_at, strict=True)):
+            array = arrays[i]
+            if array.null_count:
+                parts = []
+                break
+            if pa.types.is_integer(array.type):
+                text = pc.cast(array, pa.string())
+            elif pa.types.is_string(array.type):
+                encoded = array.dictionary_encode()
+                quoted = [orjson.dumps(v).decode() for v in encoded.dictionary.to_pylist()]
+                text = pa.array(quoted, pa.string()).take(encoded.indices)
+            else:
+                parts = []
+                break
+            parts += [("," if parts else "{") + orjson.dumps(name).decode() + ":", text]
+        if not parts:
+            keys = zip(*(arrays[i].to_pylist() for i in self._key_at), strict=True)
+            return [get_row_hash(dict(zip(self.row_key, key, strict=True)), list(self.row_key))
+                    for key in keys]  # fmt: skip
+        keys = pc.binary_join_element_wise(*parts, "}", "").cast(pa.binary()).to_pylist()
+        return [b2a_base64(shake_128(key).digest(DLT_ID_LENGTH_BYTES), newline=False)
+                .decode("ascii").rstrip("=") for key in keys]  # fmt: skip
 
     def _with_metadata(self, arrays: list[pa.Array], ids: list[str]) -> pa.Table:
         n = len(ids)

@@ -31,6 +31,7 @@ from test_record_properties import (
 
 from ingestion import kafka_events
 from ingestion.contracts import ArrowRows, GuardStats, SchemaContractViolation, guard_one
+from ingestion.sample_data.world import World
 from lakehouse.config import SchemaPolicy
 
 LOAD_ID = "1700000000.1"
@@ -98,6 +99,27 @@ def by_coordinates(row: dict) -> tuple:
 @BATCHES
 @given(batch=batches(), policy=st.sampled_from(POLICIES))
 def test_the_batch_path_decides_as_the_per_row_guard(batch: list[Message], policy) -> None:
+    assert_same_outcome(batch, policy)
+
+
+def test_the_sample_worlds_events_go_to_arrow_whole_and_as_before() -> None:
+    """The generated stream (some malformed, duplicated, late, with unknown columns): all its
+    clean events are vouched for a whole column at a time, and end as the per-row guard says."""
+    world = World(scale=0.002, dirty_share=0.05)
+    batch = [Message(topic="events", partition=i % 3, offset=i // 3, key=key.encode(), value=value,
+                     timestamp=(TIMESTAMP_CREATE_TIME, 1735700000000 + i))
+             for i, (key, value) in enumerate(world.events())]  # fmt: skip
+    policy = POLICIES[0]
+    stats = GuardStats()
+    rows = ArrowRows(kafka_events.EVENTS, "kafka", stats, NOW, kafka_events.PRIMARY_KEY, LOAD_ID)
+    kafka_events.guard_batch(batch, rows, policy, stats, NOW)
+    clean = sum(not is_quarantine(row) for row in per_row(batch, policy)[0])
+    assert sum(chunk.num_rows for chunk in rows.chunks) == clean == len(rows) > 1000
+    assert rows.ids == [], "none went row by row"
+    assert_same_outcome(batch, policy)
+
+
+def assert_same_outcome(batch: list[Message], policy: SchemaPolicy) -> None:
     try:
         expected, expected_stats = per_row(batch, policy)
     except SchemaContractViolation:
