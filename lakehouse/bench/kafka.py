@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from ingestion.kafka_events import ARROW_ROWS
 from lakehouse.config import Settings
 
 # The bare pipeline's table: Kafka's coordinates and the event's fields as JSON gives them
@@ -96,18 +97,23 @@ def compare(
     bootstrap: str,
     topic: str | None = None,
     batch_size: int | None = None,
+    write_rows: int = ARROW_ROWS,
     timeout_s: float = 30.0,
 ) -> KafkaComparison:
     """Load ``topic`` (default: the configured one) with the platform's loader and with the bare
     pipeline, one after the other, and return both rates.
 
-    ``compare(settings, bootstrap, topic=None, batch_size=None, timeout_s=30.0)``:
-    ``bootstrap`` is the broker's address (``Endpoints.kafka_bootstrap``); ``batch_size`` is the
-    number of messages per ``consume`` call for both (default: the Kafka source's
-    ``batch_size``). The platform's load is ``ingestion.bronze.run`` over the Kafka source, as
-    ``ingest`` runs it, into ``<home>/bench/kafka-*/`` with fresh dlt state; the bare one writes
-    ``<home>/bench/kafka-bare-*/events``. Both folders are deleted after. Raises if either pass
-    reads a different number of messages than the topic holds.
+    ``compare(settings, bootstrap, topic=None, batch_size=None, write_rows=100_000,
+    timeout_s=30.0)``: ``bootstrap`` is the broker's address (``Endpoints.kafka_bootstrap``);
+    ``batch_size`` is the number of messages per ``consume`` call for both (default: the Kafka
+    source's ``batch_size``); ``write_rows`` the rows per ``write_deltalake`` of the bare
+    pipeline (default: the rows per Arrow table the platform hands dlt).
+
+    The platform's load is ``ingestion.bronze.run`` over the Kafka source, as ``ingest`` runs
+    it, into a lake home of its own (``<home>/bench/kafka-<id>/platform``, fresh dlt state);
+    the bare pipeline writes ``<home>/bench/kafka-<id>/bare/events``. Both are deleted after.
+    Raises if either pass reads a different number of messages than the topic holds, or if the
+    platform's load does not account for every record.
     """
     conf = settings.sources.kafka
     topic = topic or conf.topic
@@ -118,7 +124,9 @@ def compare(
         platform = _platform(
             settings, scratch / "platform", bootstrap, topic, batch_size, timeout_s
         )
-        bare = _bare(scratch / "bare" / "events", bootstrap, topic, batch_size, timeout_s)
+        bare = _bare(
+            scratch / "bare" / "events", bootstrap, topic, batch_size, write_rows, timeout_s
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for name, run in (("platform", platform), ("bare", bare)):
@@ -149,11 +157,15 @@ def _platform(
                       seconds=seconds, cpu_seconds=cpu)  # fmt: skip
 
 
-def _bare(path: Path, bootstrap: str, topic: str, batch_size: int, timeout_s: float) -> Throughput:
-    """Consume in batches, parse the JSON, ``write_deltalake`` per batch: the machine's ceiling.
+def _bare(
+    path: Path, bootstrap: str, topic: str, batch_size: int, write_rows: int, timeout_s: float
+) -> Throughput:
+    """Consume in batches, parse the JSON, ``write_deltalake`` per ``write_rows`` rows: the
+    machine's ceiling.
 
-    It parses with orjson, the fastest JSON parser installed, so the ceiling is not set lower
-    than the platform could reach; values that are not JSON objects are skipped.
+    It parses with orjson, the fastest JSON parser installed, and writes as large a batch as
+    the platform hands dlt, so the ceiling is not set lower than the platform could reach;
+    values that are not JSON objects are skipped.
     """
     from deltalake import write_deltalake
 
@@ -161,19 +173,26 @@ def _bare(path: Path, bootstrap: str, topic: str, batch_size: int, timeout_s: fl
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"bench-bare-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 2,
+        "enable.partition.eof": True,  # a last, short batch returns at the end, not at timeout
     })  # fmt: skip
     read = written = 0
+    rows: list[dict[str, Any]] = []
     try:
         ranges = _ranges(consumer, topic, timeout_s)
         consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in ranges.items()])
         remaining = {p for p, (low, high) in ranges.items() if low < high}
+        heard = time.monotonic()
         while remaining:
-            batch = consumer.consume(batch_size, timeout=timeout_s)
-            if not batch:
+            batch = consumer.consume(batch_size, timeout=1.0)
+            if batch:
+                heard = time.monotonic()
+            elif time.monotonic() - heard > timeout_s:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no message"))
-            rows = []
             for message in batch:
                 if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(message.partition())
+                        continue
                     raise KafkaException(message.error())
                 p, offset = message.partition(), message.offset()
                 if p not in remaining or offset >= ranges[p][1]:
@@ -192,10 +211,11 @@ def _bare(path: Path, bootstrap: str, topic: str, batch_size: int, timeout_s: fl
                              kafka_key=key.decode("utf-8", "replace") if key else None,
                              kafka_timestamp_ms=message.timestamp()[1])  # fmt: skip
                 rows.append(event)
-            if rows:
+            if len(rows) >= write_rows or (rows and not remaining):
                 table = pa.Table.from_pylist(rows, schema=BARE_SCHEMA)
                 write_deltalake(str(path), table, mode="append")
                 written += table.num_rows
+                rows = []
     finally:
         consumer.close()
     return Throughput(read=read, written=written, seconds=time.perf_counter() - started,
