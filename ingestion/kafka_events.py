@@ -138,14 +138,16 @@ def guard_batch(
     stats: GuardStats,
     loaded_at: datetime,
 ) -> list[Any]:
-    """Guard a batch of messages: add the clean ones to ``rows``, return the quarantine records.
+    """Guard a batch of messages: add the clean ones to ``rows``; return the items to hand dlt
+    as they are (quarantine records, and clean rows with columns the contract does not declare,
+    which ``schema_on_read`` lets dlt add to the table).
 
-    Every message ends in exactly one of the two, as with the per-row guard. The batch is
-    parsed with orjson (several times faster than Python's json, and where it succeeds, the
-    same values, but for integers beyond 64 bits, which ``ArrowRows`` guards against) and
-    Kafka's coordinates become Arrow columns; ``ArrowRows.take_many`` vouches for the rest.
-    What either cannot vouch for (tombstones, values orjson refuses such as NaN, lone
-    surrogates, a BOM, keys that are not ASCII, contract violations...) goes through
+    Every message ends in exactly one place, as with the per-row guard. The batch is parsed
+    with orjson (several times faster than Python's json, and where it succeeds, the same
+    values, but for integers beyond 64 bits, which ``ArrowRows`` guards against) and Kafka's
+    coordinates become Arrow columns; ``ArrowRows.take_many`` vouches for the rest. What either
+    cannot vouch for (tombstones, values orjson refuses such as NaN, lone surrogates, a BOM,
+    keys that are not ASCII, unknown columns, contract violations...) goes through
     ``guard_one`` with ``_parse``, message by message, which decides and says why; only then
     is what quarantine keeps of a message (``origin``) built.
     """
@@ -154,18 +156,19 @@ def guard_batch(
     if events:
         coordinates = _coordinates([messages[i] for i in at])
         taken -= {at[i] for i in rows.take_many(events, coordinates)}
-    quarantined = []
+    declared = set(rows.schema.names)
+    items = []
     for i, message in enumerate(messages):
         if i in taken:
             continue
         for item in guard_one(message, source="kafka", contract=EVENTS, policy=policy,
                               stats=stats, loaded_at=loaded_at, parse=_parse,
                               origin=origin(message)):  # fmt: skip
-            if isinstance(item, dict):
+            if isinstance(item, dict) and item.keys() <= declared:
                 rows.add(item)
             else:
-                quarantined.append(item)
-    return quarantined
+                items.append(item)
+    return items
 
 
 # Message timestamps ``_timestamp`` turns into exactly the millisecond (its float division is
@@ -186,6 +189,8 @@ def _parsed(messages: list[Any]) -> tuple[list[dict[str, Any]], list[int]]:
             continue
         if type(event) is not dict or not _KAFKA_KEYS.isdisjoint(event):
             continue
+        if not message.topic().isascii():
+            continue  # Kafka allows only ASCII names; a topic that is not: the guard decides
         key = message.key()
         if key is not None and not key.isascii():
             continue  # ``_metadata`` decides: base64 in quarantine, or a PUA marker refused
@@ -199,20 +204,18 @@ def _parsed(messages: list[Any]) -> tuple[list[dict[str, Any]], list[int]]:
 def _coordinates(messages: list[Any]) -> dict[str, pa.Array]:
     """Kafka's columns of ``messages`` as ``_metadata`` makes them, as Arrow arrays.
 
-    Keys are ASCII (``_parsed``), so decoding them is what ``encode_bytes`` does; timestamps
-    below ``EXACT_MILLIS`` are exact milliseconds, as ``_timestamp`` makes them.
+    Topics and keys are ASCII (``_parsed``), so they are what ``_text`` and ``encode_bytes``
+    make of them; timestamps below ``EXACT_MILLIS`` are exact milliseconds, as ``_timestamp``
+    makes them.
     """
     stamps = []
     for message in messages:
         kind, millis = message.timestamp()
         stamps.append(None if kind == TIMESTAMP_NOT_AVAILABLE or millis is None or millis < 0
                       else millis)  # fmt: skip
-    topics = [message.topic() for message in messages]
-    if not all(map(str.isascii, set(topics))):
-        topics = [_metadata(message)["kafka_topic"] for message in messages]
     keys = [message.key() for message in messages]
     return {
-        "kafka_topic": pa.array(topics, pa.string()),
+        "kafka_topic": pa.array([message.topic() for message in messages], pa.string()),
         "kafka_partition": pa.array([m.partition() for m in messages], pa.int64()),
         "kafka_offset": pa.array([m.offset() for m in messages], pa.int64()),
         "kafka_key": pa.array(
@@ -351,7 +354,7 @@ def kafka_source(
             if start < high:
                 remaining.add(p)
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
-        heard, quarantined = time.monotonic(), []
+        heard, others = time.monotonic(), []
         while remaining:
             messages = consumer.consume(batch_size, timeout=1.0)
             if messages:
@@ -375,15 +378,19 @@ def kafka_source(
                 state[str(p)] = max(state.get(str(p), 0), offset + 1)
                 if offset + 1 >= ends[p]:
                     remaining.discard(p)
-            quarantined += guard_batch(wanted, rows, policy, stats, loaded_at)
-            if len(rows) >= ARROW_ROWS or len(quarantined) >= ARROW_ROWS:
-                yield from _flush(rows, quarantined)
-        yield from _flush(rows, quarantined)
+            others += guard_batch(wanted, rows, policy, stats, loaded_at)
+            if len(rows) >= ARROW_ROWS or len(others) >= ARROW_ROWS:
+                yield from _flush(rows, others)
+        yield from _flush(rows, others)
 
-    def _flush(rows: ArrowRows, quarantined: list[Any]) -> Iterator[Any]:
+    def _flush(rows: ArrowRows, others: list[Any]) -> Iterator[Any]:
+        quarantined = [item for item in others if not isinstance(item, dict)]
+        evolving = [item for item in others if isinstance(item, dict)]
+        others.clear()
         if quarantined:
             yield quarantine_batch(quarantined)
-            quarantined.clear()
+        if evolving:
+            yield evolving
         if len(rows):
             yield rows.table()
 

@@ -85,11 +85,17 @@ def per_row(batch: list[Message], policy: SchemaPolicy) -> tuple[list[Any], Guar
 
 
 def batched(batch: list[Message], policy: SchemaPolicy) -> tuple[list[dict], list, GuardStats]:
-    """What the loader's batch path makes of the batch: bronze rows, quarantine records."""
+    """What the loader's batch path makes of the batch: bronze rows (as Arrow, or as dicts for
+    rows bringing new columns under ``schema_on_read``), quarantine records."""
     stats = GuardStats()
     rows = ArrowRows(kafka_events.EVENTS, "kafka", stats, NOW, kafka_events.PRIMARY_KEY, LOAD_ID)
-    quarantined = kafka_events.guard_batch(batch, rows, policy, stats, NOW)
-    return (rows.table().to_pylist() if len(rows) else []), quarantined, stats
+    others = kafka_events.guard_batch(batch, rows, policy, stats, NOW)
+    evolving = [item for item in others if isinstance(item, dict)]
+    for row in evolving:
+        assert row.keys() - set(rows.schema.names), "only rows with new columns stay dicts"
+        row.update(_dlt_load_id=LOAD_ID, _dlt_id=get_row_hash(row, list(kafka_events.PRIMARY_KEY)))
+    bronze = (rows.table().to_pylist() if len(rows) else []) + evolving
+    return bronze, [item for item in others if not isinstance(item, dict)], stats
 
 
 def by_coordinates(row: dict) -> tuple:
@@ -132,12 +138,11 @@ def assert_same_outcome(batch: list[Message], policy: SchemaPolicy) -> None:
 
     clean = [row for row in expected if not is_quarantine(row)]
     assert sorted(map(by_coordinates, bronze)) == sorted(map(by_coordinates, clean))
-    columns = list(kafka_events.EVENTS.columns)
     for got, want in zip(sorted(bronze, key=by_coordinates), sorted(clean, key=by_coordinates),
                          strict=True):  # fmt: skip
-        for name in columns:
-            assert got[name] == want.get(name), (name, got[name], want.get(name))
-            assert type(got[name]) is type(want.get(name)) or isinstance(got[name], datetime)
+        for name in {*kafka_events.EVENTS.columns, *want}:
+            assert got.get(name) == want.get(name), (name, got.get(name), want.get(name))
+            assert type(got.get(name)) is type(want.get(name)) or isinstance(got[name], datetime)
         assert got["_source"] == "kafka" and got["_loaded_at"] == NOW
         assert got["_dlt_load_id"] == LOAD_ID
         assert got["_dlt_id"] == get_row_hash(want, subset=list(kafka_events.PRIMARY_KEY))
