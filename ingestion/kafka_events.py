@@ -363,18 +363,18 @@ def kafka_source(
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no message from "
                     f"{bootstrap_servers} for {timeout_s:.0f} s with partitions "
                     f"{sorted(remaining)} of {topic!r} unfinished"))  # fmt: skip
-            wanted = []
+            wanted, last = [], {}
             for message in messages:
-                p = message.partition()
                 if message.error():
                     if message.error().code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(p)
+                        remaining.discard(message.partition())
                         continue
                     raise KafkaException(message.error())
-                offset = message.offset()
-                if p not in remaining or offset >= ends[p]:
-                    continue  # past this run's batch: the next run reads it
-                wanted.append(message)
+                p, offset = message.partition(), message.offset()
+                if p in remaining and offset < ends[p]:  # later ones: the next run reads them
+                    wanted.append(message)
+                    last[p] = offset  # a partition's messages come in order
+            for p, offset in last.items():
                 state[str(p)] = max(state.get(str(p), 0), offset + 1)
                 if offset + 1 >= ends[p]:
                     remaining.discard(p)
