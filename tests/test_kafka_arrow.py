@@ -30,7 +30,15 @@ from test_record_properties import (
 )
 
 from ingestion import kafka_events
-from ingestion.contracts import ArrowRows, GuardStats, SchemaContractViolation, guard_one
+from ingestion.contracts import (
+    ISO_Z,
+    ArrowRows,
+    GuardStats,
+    SchemaContractViolation,
+    _as_timestamp,
+    _iso_z,
+    guard_one,
+)
 from ingestion.sample_data.world import World
 from lakehouse.config import SchemaPolicy
 
@@ -173,3 +181,24 @@ def test_arrow_timestamps_are_the_per_row_guards(millis: int) -> None:
     m = message(b"{}", millis)
     arrow = kafka_events._coordinates([m])["kafka_timestamp"].to_pylist()[0]
     assert arrow == kafka_events._timestamp(m)
+
+
+utc_iso = st.builds(
+    lambda at, spec: at.isoformat(timespec=spec) + "Z",
+    st.datetimes(),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.from_regex(ISO_Z, fullmatch=True) | utc_iso)
+def test_arrow_reads_a_utc_iso_timestamp_as_fromisoformat(text: str) -> None:
+    """What Arrow parses of an ``ISO_Z`` column is what the per-row guard makes of each value;
+    what it refuses, the guard parses itself."""
+    parsed = _iso_z([text, None])
+    try:
+        expected = _as_timestamp(text)
+    except ValueError:
+        assert parsed is None, text
+        return
+    assert parsed is not None and parsed.to_pylist() == [expected, None], text
