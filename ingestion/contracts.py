@@ -35,16 +35,24 @@ import base64
 import hashlib
 import json
 import math
+from binascii import b2a_base64
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from hashlib import shake_128
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import dlt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.json import PUA_CHARACTER_MAX, PUA_START
+from dlt.common.normalizers.json.helpers import get_row_hash
 from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES
 from dlt.common.schema.typing import TColumnSchema
 from dlt.common.schema.utils import new_table
 from dlt.extract.items_transform import ItemTransform
@@ -89,6 +97,17 @@ REASON_MAX_CHARS = 500
 CLOCK_SKEW = timedelta(days=1)
 _NAMING = NamingConvention()
 
+# How ArrowRows hands each declared dlt type to dlt.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
 
 class SchemaContractViolation(ValueError):
     """A record brought columns the contract does not know and the policy is ``fail``."""
@@ -121,6 +140,31 @@ class TableContract:
         (a dlt table variant of the resource) do not inherit the source table's columns.
         """
         columns = [{"name": name, **column} for name, column in self.dlt_columns().items()]
+        schema.update_table(new_table(self.name, columns=columns))
+
+    def arrow_schema(self) -> pa.Schema:
+        """The table as ``ArrowRows`` hands it to dlt: declared and metadata columns, then dlt's."""
+        fields = [
+            pa.field(name, ARROW_TYPES[column["data_type"]],
+                     nullable=column.get("nullable", True) is not False)
+            for name, column in self.dlt_columns().items()
+        ]  # fmt: skip
+        return pa.schema([*fields, pa.field("_dlt_load_id", pa.string(), nullable=False),
+                          pa.field("_dlt_id", pa.string(), nullable=False)])  # fmt: skip
+
+    def register_arrow(self, schema: Any) -> None:
+        """``register`` for a table loaded as Arrow (``ArrowRows``): each column declared as dlt
+        reads it off the Arrow schema (nullability explicit, timestamps with their precision).
+
+        dlt's frozen ``data_type`` contract compares a declared column with the one an item
+        brings property by property, so ``{"data_type": "text"}`` against the Arrow column's
+        ``{"data_type": "text", "nullable": True}`` would count as a change of type.
+        """
+        from dlt.common.libs.pyarrow import py_arrow_to_table_schema_columns
+
+        arrow = py_arrow_to_table_schema_columns(self.arrow_schema())
+        columns = [{"name": name, **column, **arrow[name]}
+                   for name, column in self.dlt_columns().items()]  # fmt: skip
         schema.update_table(new_table(self.name, columns=columns))
 
 
@@ -480,6 +524,17 @@ def quarantine_record(
     return dlt.mark.with_hints(row, hints, create_table_variant=True)
 
 
+def quarantine_batch(records: list[Any]) -> Any:
+    """Quarantine records (from ``quarantine_record``) as one dlt item.
+
+    dlt computes and validates an item's table hints once per item, a few milliseconds each: a
+    stream that quarantines thousands of records hands them over together. Every quarantine
+    record carries the same hints, so the first one's stand for all.
+    """
+    return dlt.mark.with_hints([record.data for record in records], records[0].meta.hints,
+                               create_table_variant=True)  # fmt: skip
+
+
 # ---- the guard ----------------------------------------------------------------------------------
 
 
@@ -641,6 +696,237 @@ class GuardStep(ItemTransform):
             yield from guard_one(record, origin=Origin(record, locator), **self.args)
 
 
+# ---- the guard over a batch, as Arrow -----------------------------------------------------------
+
+
+class ArrowRows:
+    """Clean rows of one table gathered column by column, handed to dlt as one Arrow table.
+
+    Why: dlt writes an Arrow table as it is, where it would normalise a dict row by row (the
+    larger part of a load's time for a stream of small events). The guard's rules do not change:
+    ``take_many`` accepts a row only when it can vouch that ``_check`` would pass it and make
+    exactly the same clean values of it; every other row it hands back, and the caller runs the
+    per-row guard (``guard_one``) on it, which decides, says why, and quarantines. Rows
+    ``guard_one`` passes are added with ``add``.
+
+    The table carries dlt's own columns as dlt's row-by-row normaliser would have made them:
+    ``_dlt_load_id`` and ``_dlt_id``, the latter the hash of ``row_key`` (dlt's ``key_hash`` row
+    id, which it uses for the merge strategies ``insert-only`` and ``upsert``).
+    """
+
+    def __init__(
+        self,
+        contract: TableContract,
+        source: str,
+        stats: GuardStats,
+        loaded_at: datetime,
+        row_key: tuple[str, ...],
+        load_id: str,
+    ) -> None:
+        self.contract, self.source, self.stats, self.loaded_at = contract, source, stats, loaded_at
+        self.row_key, self.load_id = row_key, load_id
+        self.known = frozenset(contract.columns)
+        required = set(contract.required)
+        self.plan = [
+            (name, column.get("data_type", ""), column.get("nullable", True) is not False,
+             name in required)
+            for name, column in contract.columns.items()
+        ]  # fmt: skip
+        self._key_at = [list(contract.columns).index(name) for name in row_key]
+        self.schema = contract.arrow_schema()
+        # a required key the contract does not declare: only the per-row guard checks it
+        self.vouches = required <= self.known
+        self.clear()
+
+    def clear(self) -> None:
+        self.chunks: list[pa.Table] = []  # batches taken column by column (``take_many``)
+        self.columns: list[list[Any]] = [[] for _ in self.plan]  # rows added one by one
+        self.ids: list[str] = []
+        self.rows = 0
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def take_many(
+        self, rows: list[dict], preset: Mapping[str, pa.Array] | None = None
+    ) -> list[int]:
+        """Add the rows it can vouch for; return the indexes of the others, in order, for
+        ``guard_one``.
+
+        ``preset``: columns the caller has already vouched for, as Arrow arrays aligned with
+        ``rows`` (which then do not carry them): Kafka's coordinates, read off the messages.
+        The rest is checked column by column (a type check over a whole column, a conversion
+        to Arrow in C); a batch with a column it cannot vouch for as a whole is split in halves
+        until the rows at fault are alone, so one odd value costs speed, never a different
+        outcome.
+        """
+        preset = dict(preset or {})
+        if not self.vouches or self.contract.cursor is not None or not preset.keys() <= self.known:
+            return list(range(len(rows)))
+        free = self.known - preset.keys()
+        fit = [i for i, row in enumerate(rows) if row.keys() <= free]
+        taken = set(self._take(rows, preset, fit)) if fit else set()
+        return [i for i in range(len(rows)) if i not in taken]
+
+    def _take(self, rows: list[dict], preset: dict[str, pa.Array], at: list[int]) -> list[int]:
+        """Take ``rows[at]`` as a whole if it can, else each half; return what it took."""
+        picked = pa.array(at, type=pa.int64())
+        given = {name: array.take(picked) for name, array in preset.items()}
+        arrays = self._arrays([rows[i] for i in at], given)
+        if arrays is None:
+            if len(at) == 1:
+                return []
+            half = len(at) // 2
+            return self._take(rows, preset, at[:half]) + self._take(rows, preset, at[half:])
+        self.chunks.append(self._with_metadata(arrays, self._row_ids(arrays)))
+        self.rows += len(at)
+        table = self.contract.name
+        self.stats.read[table] += len(at)
+        self.stats.passed[table] += len(at)
+        return at
+
+    def _arrays(self, batch: list[dict], given: dict[str, pa.Array]) -> list[pa.Array] | None:
+        """Each declared column of ``batch`` as Arrow, or None when a column has a value it
+        cannot vouch for.
+
+        Taken as they are, as ``_coerce`` would leave them: ASCII text, ints in range, finite
+        floats, ISO timestamps in ASCII made UTC as ``_as_timestamp`` makes them, UTC
+        datetimes. A float is taken only where a double is declared: a parser may widen an
+        integer beyond 64 bits to a float, which Python's json (the per-row guard's) reads as
+        that integer.
+        """
+        arrays = []
+        names = [name for name, *_ in self.plan if name not in given]
+        columns: dict[str, Any] = {}
+        if len(names) > 1:
+            try:  # every row sets every column (as a producer writing a struct does): at once
+                values = zip(*map(itemgetter(*names), batch), strict=True)
+                columns = dict(zip(names, values, strict=True))
+            except KeyError:
+                pass
+        if not columns:
+            columns = {name: [row.get(name) for row in batch] for name in names}
+        for name, kind, nullable, required in self.plan:
+            if name in given:
+                arrays.append(given[name])
+                continue
+            values = columns[name]
+            if (required or not nullable) and None in values:
+                return None
+            if required and "" in values:
+                return None
+            types = set(map(type, values))
+            types.discard(type(None))
+            try:
+                if kind == "text":
+                    if not types <= {str} or not all(map(str.isascii, filter(None, values))):
+                        return None
+                elif kind == "bigint":
+                    if not types <= {int}:
+                        return None
+                elif kind == "double":
+                    if not types <= {float} or not all(map(math.isfinite, filter(None, values))):
+                        return None
+                elif kind == "timestamp" and types <= {str}:
+                    if (utc := _iso_z(values)) is not None:
+                        arrays.append(utc)
+                        continue
+                    if not all(map(str.isascii, filter(None, values))):
+                        return None
+                    values = [None if v is None else _iso_utc(v) for v in values]
+                elif kind == "timestamp" and types <= {datetime}:
+                    if {v.tzinfo for v in values if v is not None} - {UTC}:
+                        return None
+                else:
+                    return None
+                arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
+            except (ValueError, OverflowError, pa.ArrowException):
+                return None  # out of range (int64, years 1..9999) or not ISO: row by row
+        return arrays
+
+    def _row_ids(self, arrays: list[pa.Array]) -> list[str]:
+        """dlt's key-hash row ids of a batch: ``get_row_hash`` over ``row_key``, that is the
+        shake-128 of the key's JSON (sorted keys, compact, as dlt's orjson writes it).
+
+        The JSON is put together by Arrow for integer and text keys (text quoted by orjson,
+        once per distinct value); any other key, or a null in one, is left to ``get_row_hash``.
+        """
+        parts: list[Any] = []
+        for name, i in sorted(zip(self.row_key, self._key_at, strict=True)):
+            array = arrays[i]
+            if array.null_count:
+                parts = []
+                break
+            if pa.types.is_integer(array.type):
+                text = pc.cast(array, pa.string())
+            elif pa.types.is_string(array.type):
+                encoded = array.dictionary_encode()
+                quoted = [orjson.dumps(v).decode() for v in encoded.dictionary.to_pylist()]
+                text = pa.array(quoted, pa.string()).take(encoded.indices)
+            else:
+                parts = []
+                break
+            parts += [("," if parts else "{") + orjson.dumps(name).decode() + ":", text]
+        if not parts:
+            keys = zip(*(arrays[i].to_pylist() for i in self._key_at), strict=True)
+            return [get_row_hash(dict(zip(self.row_key, key, strict=True)), list(self.row_key))
+                    for key in keys]  # fmt: skip
+        keys = pc.binary_join_element_wise(*parts, "}", "").cast(pa.binary()).to_pylist()
+        return [b2a_base64(shake_128(key).digest(DLT_ID_LENGTH_BYTES), newline=False)
+                .decode("ascii").rstrip("=") for key in keys]  # fmt: skip
+
+    def _with_metadata(self, arrays: list[pa.Array], ids: list[str]) -> pa.Table:
+        n = len(ids)
+        columns = [
+            *arrays,
+            pa.repeat(pa.scalar(self.source, pa.string()), n),
+            pa.repeat(pa.scalar(self.loaded_at, ARROW_TYPES["timestamp"]), n),
+            pa.repeat(pa.scalar(self.load_id, pa.string()), n),
+            pa.array(ids, type=pa.string()),
+        ]
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def add(self, clean: dict) -> None:
+        """Add a row ``guard_one`` passed (already counted by it)."""
+        for column, (name, *_) in zip(self.columns, self.plan, strict=True):
+            column.append(clean.get(name))
+        self.ids.append(get_row_hash(clean, subset=list(self.row_key)))
+        self.rows += 1
+
+    def table(self) -> pa.Table:
+        """The rows gathered so far as one Arrow table (then cleared)."""
+        chunks = self.chunks
+        if self.ids:
+            arrays = [pa.array(values, type=self.schema.field(i).type)
+                      for i, values in enumerate(self.columns)]  # fmt: skip
+            chunks = [*chunks, self._with_metadata(arrays, self.ids)]
+        self.clear()
+        return pa.concat_tables(chunks)
+
+
+# An ISO timestamp in UTC as producers write it: Arrow parses these as fromisoformat does (both
+# refuse an impossible date or time; tests/test_kafka_arrow.py holds them to the same values).
+ISO_Z = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+
+
+def _iso_z(values: Any) -> pa.Array | None:
+    """``values`` parsed by Arrow when every one is an ``ISO_Z`` timestamp (or null), else None
+    (then ``_iso_utc`` parses them one by one)."""
+    text = pa.array(values, pa.string())
+    if not pc.all(pc.match_substring_regex(text, ISO_Z), min_count=0).as_py():
+        return None
+    try:
+        return text.cast(ARROW_TYPES["timestamp"])
+    except pa.ArrowInvalid:
+        return None
+
+
+def _iso_utc(text: str) -> datetime:
+    """``_as_timestamp`` of an ASCII string (which ``_text`` passes unchanged)."""
+    ts = datetime.fromisoformat(text)
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
 class CountLoaded(ItemTransform):
     """The last step of a resource's pipe: counts the clean rows that reach dlt (``loaded``).
 
@@ -655,10 +941,15 @@ class CountLoaded(ItemTransform):
 
     def __call__(self, item: Any, meta: Any = None) -> Any:
         rows = item if isinstance(item, list) else [item]
-        self.stats.loaded[self.table] += sum(
-            1 for row in rows if isinstance(row, dict) and "_source" in row
-        )
+        self.stats.loaded[self.table] += sum(map(_clean_rows, rows))
         return item
+
+
+def _clean_rows(item: Any) -> int:
+    """Clean rows in one item: a guarded dict row, or an Arrow table of them (``ArrowRows``)."""
+    if isinstance(item, pa.Table | pa.RecordBatch):
+        return item.num_rows if "_source" in item.schema.names else 0
+    return int(isinstance(item, dict) and "_source" in item)
 
 
 def attach_guard(

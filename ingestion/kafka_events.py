@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+import orjson
+import pyarrow as pa
 from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_NOT_AVAILABLE,
@@ -33,6 +35,8 @@ from confluent_kafka import (
 )
 
 from ingestion.contracts import (
+    ARROW_TYPES,
+    ArrowRows,
     BadValue,
     CountLoaded,
     GuardStats,
@@ -41,6 +45,7 @@ from ingestion.contracts import (
     dlt_schema_contract,
     encode_bytes,
     guard_one,
+    quarantine_batch,
     safe_text,
 )
 from lakehouse.config import SchemaPolicy
@@ -68,6 +73,11 @@ EVENTS = TableContract(
     required=("event_id", "event_type", "event_time"),
 )
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_key", "kafka_timestamp")
+_KAFKA_KEYS = frozenset(KAFKA_COLUMNS)
+PRIMARY_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
+# Rows per item handed to dlt: it computes and validates a table's hints once per item (some ms),
+# so an item per consumed batch, or per quarantined message, would cost more than its rows.
+ARROW_ROWS = 100_000
 
 
 def _timestamp(message: Any) -> datetime | None:
@@ -119,6 +129,102 @@ def _parse(message: Any) -> dict[str, Any]:
     if clash:
         raise BadValue(f"malformed record: the event sets Kafka's own columns {clash}")
     return {**event, **_metadata(message)}
+
+
+def guard_batch(
+    messages: list[Any],
+    rows: ArrowRows,
+    policy: SchemaPolicy,
+    stats: GuardStats,
+    loaded_at: datetime,
+) -> list[Any]:
+    """Guard a batch of messages: add the clean ones to ``rows``; return the items to hand dlt
+    as they are (quarantine records, and clean rows with columns the contract does not declare,
+    which ``schema_on_read`` lets dlt add to the table).
+
+    Every message ends in exactly one place, as with the per-row guard. The batch is parsed
+    with orjson (several times faster than Python's json, and where it succeeds, the same
+    values, but for integers beyond 64 bits, which ``ArrowRows`` guards against) and Kafka's
+    coordinates become Arrow columns; ``ArrowRows.take_many`` vouches for the rest. What either
+    cannot vouch for (tombstones, values orjson refuses such as NaN, lone surrogates, a BOM,
+    keys that are not ASCII, unknown columns, contract violations...) goes through
+    ``guard_one`` with ``_parse``, message by message, which decides and says why; only then
+    is what quarantine keeps of a message (``origin``) built.
+    """
+    events, at = _parsed(messages)
+    taken = set(at)
+    if events:
+        coordinates = _coordinates([messages[i] for i in at])
+        taken -= {at[i] for i in rows.take_many(events, coordinates)}
+    declared = set(rows.schema.names)
+    items = []
+    for i, message in enumerate(messages):
+        if i in taken:
+            continue
+        for item in guard_one(message, source="kafka", contract=EVENTS, policy=policy,
+                              stats=stats, loaded_at=loaded_at, parse=_parse,
+                              origin=origin(message)):  # fmt: skip
+            if isinstance(item, dict) and item.keys() <= declared:
+                rows.add(item)
+            else:
+                items.append(item)
+    return items
+
+
+# Message timestamps ``_timestamp`` turns into exactly the millisecond (its float division is
+# exact to the microsecond below 2**33 s): Arrow converts these, ``_timestamp`` the others.
+EXACT_MILLIS = 2**32 * 1000
+
+
+def _parsed(messages: list[Any]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The events orjson reads as ``_parse`` would, and their indexes in ``messages``."""
+    events, at = [], []
+    for i, message in enumerate(messages):
+        value = message.value()
+        if value is None:
+            continue
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if type(event) is not dict or not _KAFKA_KEYS.isdisjoint(event):
+            continue
+        if not message.topic().isascii():
+            continue  # Kafka allows only ASCII names; a topic that is not: the guard decides
+        key = message.key()
+        if key is not None and not key.isascii():
+            continue  # ``_metadata`` decides: base64 in quarantine, or a PUA marker refused
+        if message.timestamp()[1] >= EXACT_MILLIS:
+            continue
+        events.append(event)
+        at.append(i)
+    return events, at
+
+
+def _coordinates(messages: list[Any]) -> dict[str, pa.Array]:
+    """Kafka's columns of ``messages`` as ``_metadata`` makes them, as Arrow arrays.
+
+    Topics and keys are ASCII (``_parsed``), so they are what ``_text`` and ``encode_bytes``
+    make of them; timestamps below ``EXACT_MILLIS`` are exact milliseconds, as ``_timestamp``
+    makes them.
+    """
+    stamps = []
+    for message in messages:
+        kind, millis = message.timestamp()
+        stamps.append(None if kind == TIMESTAMP_NOT_AVAILABLE or millis is None or millis < 0
+                      else millis)  # fmt: skip
+    keys = [message.key() for message in messages]
+    return {
+        "kafka_topic": pa.array([message.topic() for message in messages], pa.string()),
+        "kafka_partition": pa.array([m.partition() for m in messages], pa.int64()),
+        "kafka_offset": pa.array([m.offset() for m in messages], pa.int64()),
+        "kafka_key": pa.array(
+            [None if k is None else k.decode("ascii") for k in keys], pa.string()
+        ),
+        "kafka_timestamp": pa.array(stamps, pa.int64())
+        .cast(pa.timestamp("ms", tz="UTC"))
+        .cast(ARROW_TYPES["timestamp"]),
+    }
 
 
 def _headers(message: Any) -> str | None:
@@ -197,7 +303,7 @@ def kafka_source(
 
     @dlt.resource(
         name="events",
-        primary_key=("kafka_topic", "kafka_partition", "kafka_offset"),
+        primary_key=PRIMARY_KEY,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
         schema_contract=dlt_schema_contract(policy),
     )
@@ -211,8 +317,10 @@ def kafka_source(
             "enable.partition.eof": True,
             "log_level": 2,  # not every refused reconnect (3): the load reports what failed
         })  # fmt: skip
+        rows = ArrowRows(EVENTS, "kafka", stats, loaded_at, PRIMARY_KEY,
+                         dlt.current.load_package_state()["load_id"])  # fmt: skip
         try:
-            yield from _read(consumer, state)
+            yield from _read(consumer, state, rows)
         finally:
             consumer.close()
 
@@ -227,7 +335,7 @@ def kafka_source(
             return dict.fromkeys(partitions, replay_from_offset)
         return {p: state.get(str(p), OFFSET_BEGINNING) for p in partitions}
 
-    def _read(consumer: Consumer, state: dict[str, int]) -> Iterator[Any]:
+    def _read(consumer: Consumer, state: dict[str, int], rows: ArrowRows) -> Iterator[Any]:
         metadata = consumer.list_topics(topic, timeout=timeout_s)
         if topic not in metadata.topics or metadata.topics[topic].error:
             raise RuntimeError(f"Kafka topic {topic!r} not found on {bootstrap_servers}")
@@ -246,7 +354,7 @@ def kafka_source(
             if start < high:
                 remaining.add(p)
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
-        heard = time.monotonic()
+        heard, others = time.monotonic(), []
         while remaining:
             messages = consumer.consume(batch_size, timeout=1.0)
             if messages:
@@ -255,28 +363,36 @@ def kafka_source(
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no message from "
                     f"{bootstrap_servers} for {timeout_s:.0f} s with partitions "
                     f"{sorted(remaining)} of {topic!r} unfinished"))  # fmt: skip
+            wanted, last = [], {}
             for message in messages:
-                p = message.partition()
                 if message.error():
                     if message.error().code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(p)
+                        remaining.discard(message.partition())
                         continue
                     raise KafkaException(message.error())
-                if p not in remaining or message.offset() >= ends[p]:
-                    continue  # past this run's batch: the next run reads it
-                yield from guard_one(
-                    message,
-                    source="kafka",
-                    contract=EVENTS,
-                    policy=policy,
-                    stats=stats,
-                    loaded_at=loaded_at,
-                    parse=_parse,
-                    origin=origin(message),
-                )
-                state[str(p)] = max(state.get(str(p), 0), message.offset() + 1)
-                if message.offset() + 1 >= ends[p]:
+                p, offset = message.partition(), message.offset()
+                if p in remaining and offset < ends[p]:  # later ones: the next run reads them
+                    wanted.append(message)
+                    last[p] = offset  # a partition's messages come in order
+            for p, offset in last.items():
+                state[str(p)] = max(state.get(str(p), 0), offset + 1)
+                if offset + 1 >= ends[p]:
                     remaining.discard(p)
+            others += guard_batch(wanted, rows, policy, stats, loaded_at)
+            if len(rows) >= ARROW_ROWS or len(others) >= ARROW_ROWS:
+                yield from _flush(rows, others)
+        yield from _flush(rows, others)
 
-    EVENTS.register(dlt.current.source_schema())
+    def _flush(rows: ArrowRows, others: list[Any]) -> Iterator[Any]:
+        quarantined = [item for item in others if not isinstance(item, dict)]
+        evolving = [item for item in others if isinstance(item, dict)]
+        others.clear()
+        if quarantined:
+            yield quarantine_batch(quarantined)
+        if evolving:
+            yield evolving
+        if len(rows):
+            yield rows.table()
+
+    EVENTS.register_arrow(dlt.current.source_schema())
     yield events.add_step(CountLoaded(EVENTS.name, stats))
