@@ -170,7 +170,7 @@ def test_after_a_failed_build_the_next_redoes_its_work(
     code, statuses, _ = _build(spark)
     assert code != 0
     assert statuses["model.lakehouse.stg_fx__rates"] == "success"  # part of it was done
-    assert statuses["model.lakehouse.fx_rates_daily"] == "error"
+    assert statuses["model.lakehouse.fx_rates_daily"] != "success"  # its unit tests fail first
 
     model.write_text(model.read_text().replace("with published as oops", "with published as"))
     code, statuses, said = _build(spark)
