@@ -13,7 +13,7 @@ of ``make run``) asks dbt what changed and builds only that, with dbt's own stat
    - ``source_status:fresher+``: sources loaded since, with everything downstream and its tests;
    - ``state:modified+``: models, tests, macros or configs whose code changed, and downstream;
    - ``tag:time_based`` tests, on every build: their verdict depends on the clock (recency);
-   - ``tag:time_based+`` once the UTC date changed since the last build: models whose result
+   - ``tag:as_of_today+`` once the UTC date changed since the last build: models whose result
      depends on today's date (``fx_rates_daily`` runs its calendar up to today), and downstream.
 3. Only a build that succeeded replaces the saved artifacts.
 
@@ -44,8 +44,11 @@ import yaml
 from lakehouse import dbt_cli
 from lakehouse.config import Settings
 
-# Nodes whose result depends on the clock, not only on their inputs (set in the models' yml).
+# Tests whose verdict depends on the clock (recency): run on every build. Set in the yml.
 TIME_BASED_TAG = "time_based"
+# Models whose result depends on today's date: rebuilt, with downstream, on a new day. A
+# separate tag, as a model's tags pass to its tests (which need not run on every build).
+AS_OF_TODAY_TAG = "as_of_today"
 RECORD = "build.json"
 
 
@@ -154,9 +157,9 @@ def plan(
         f"time-based tests (tag:{TIME_BASED_TAG}): on every build",
     ]
     if record.get("built_on") != today:
-        select.append(f"tag:{TIME_BASED_TAG}+")
+        select.append(f"tag:{AS_OF_TODAY_TAG}+")
         reasons.append(f"the date changed since the last build ({record.get('built_on')}): "
-                       f"models tagged {TIME_BASED_TAG} and downstream")  # fmt: skip
+                       f"models tagged {AS_OF_TODAY_TAG} and downstream")  # fmt: skip
     return Plan(select=tuple(select), reasons=reasons, fresher=fresher)
 
 
