@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import traceback
 from datetime import UTC, date, datetime
@@ -15,6 +16,7 @@ from ingestion.retry import SourceUnavailable
 from ingestion.runner import SOURCES, Replay
 from lakehouse import (
     backfill,
+    build_selection,
     dbt_cli,
     engine,
     home_record,
@@ -41,6 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop the Spark Thrift Server and the local source systems")
     commands.add_parser("status", help="say whether the engine answers, and where data lives")
     commands.add_parser("run", help="run the whole pipeline: ingest, dbt build, publish, report")
+    build_cmd = commands.add_parser(
+        "build", help="the platform's dbt build: what changed since the last successful one "
+        "(source freshness, state:modified), with its tests; prints what it selected and why"
+    )  # fmt: skip
+    build_cmd.add_argument("--all", action="store_true", dest="everything",
+                           help="build and test everything (and record it as the state the "
+                           "next build compares with)")  # fmt: skip
+    build_cmd.add_argument("--plan", action="store_true",
+                           help="only print, as JSON, what a build whose freshness is "
+                           "--sources-json would select (for Airflow's producer)")  # fmt: skip
+    build_cmd.add_argument("--remember", action="store_true",
+                           help="record the successful build in --target-dir (its manifest; "
+                           "the freshness read before it in --sources-json) as the state the "
+                           "next build compares with (for Airflow's producer)")  # fmt: skip
+    build_cmd.add_argument("--sources-json", type=Path, help="--plan, --remember: the "
+                           "sources.json of the build's dbt source freshness")  # fmt: skip
+    build_cmd.add_argument("--target-dir", type=Path, help="--remember: the target folder "
+                           "of the successful build")  # fmt: skip
+    build_cmd.add_argument("--vars", type=json.loads, default={}, help="--plan, --remember: "
+                           "the build's --vars, as JSON")  # fmt: skip
     ingest = commands.add_parser(
         "ingest", help="load sources into bronze (starts local source systems; no engine needed)"
     )
@@ -183,6 +205,16 @@ def main(argv: list[str] | None = None) -> int:
                 pipeline.run(settings)
             except pipeline.RunFailed as exc:
                 return _failed(settings, "run", exc)
+        case "build" if args.plan or args.remember:
+            return _build_state(settings, args)
+        case "build":
+            try:
+                with engine.running(settings):
+                    pipeline.build(settings, args.everything)
+            except subprocess.CalledProcessError as exc:
+                print(f"build failed: dbt exited with code {exc.returncode} (output above)",
+                      file=sys.stderr)  # fmt: skip
+                return 1
         case "ingest":
             replay = None
             if args.replay_from_offset is not None or args.replay_from_time is not None:
@@ -257,6 +289,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export LAKEHOUSE_THRIFT_HOST={settings.engine.host}")
             print(f"export LAKEHOUSE_THRIFT_PORT={settings.engine.port}")
             print(f"export LAKEHOUSE_SPARK_CLASSPATH={classpath}")
+    return 0
+
+
+def _build_state(settings: Settings, args: argparse.Namespace) -> int:
+    """``build --plan`` / ``--remember``: the platform build's selection, for a build run
+    elsewhere (Airflow's Cosmos producer, lakehouse_airflow/build_selection.py). ``--plan``
+    marks the build as begun; ``--remember`` records its success."""
+    if not args.sources_json or (args.remember and not args.target_dir):
+        print("build --plan needs --sources-json; --remember also --target-dir", file=sys.stderr)
+        return 2
+    if args.plan:
+        # `dbt ls` resolves the selection from the manifest alone: no engine needed
+        plan = build_selection.plan_selected(settings, args.sources_json, args.vars)
+        print(json.dumps(plan))
+        return 0
+    manifest = json.loads((args.target_dir / "manifest.json").read_text())
+    saved = build_selection.remember(
+        settings, args.target_dir, manifest["metadata"]["dbt_version"],
+        datetime.now(UTC).date().isoformat(), build_selection.vars_fingerprint(args.vars),
+        args.sources_json,
+    )  # fmt: skip
+    pipeline.say(f"state for the next build: {saved}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from lakehouse import ops, pii
@@ -25,6 +26,17 @@ LINEAGE_COMMANDS = {"build", "run", "test", "seed", "snapshot"}
 LINEAGE_TARGETS = {"local", "cluster"}
 # Invocations that write tables: their models are recorded in ops.run_metrics (lakehouse/ops.py).
 METRICS_COMMANDS = {"build", "run", "seed", "snapshot"}
+
+
+def target_dir() -> Path:
+    """Where dbt writes its artifacts: ``DBT_TARGET_PATH`` when set (relative to the project,
+    as dbt reads it), else ``target/``."""
+    return DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
+
+
+def dbt_version() -> str:
+    """The installed dbt-core's version (without importing dbt: that takes seconds)."""
+    return metadata.version("dbt-core")
 
 
 def _target(args: tuple[str, ...]) -> str:
@@ -91,6 +103,6 @@ def dbt(
 def _record_metrics(settings: Settings) -> None:
     """Add the invocation's models to ops.run_metrics; a failure to record never fails dbt."""
     try:
-        ops.record_dbt(settings, DBT_PROJECT_DIR / "target")
+        ops.record_dbt(settings, target_dir())
     except Exception as exc:  # e.g. dbt died before writing run_results.json
         print(f"[lakehouse] warning: dbt run metrics not recorded: {exc}", file=sys.stderr)

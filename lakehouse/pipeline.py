@@ -20,11 +20,13 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from ingestion import runner
 from ingestion.bronze import LoadSummary
 from ingestion.runner import SOURCES, Replay
-from lakehouse import catalog, engine, home_record, ops, processes, systems
+from lakehouse import build_selection, catalog, engine, home_record, ops, processes, systems
 from lakehouse import publish as publishing
 from lakehouse import report as watchdog_report
 from lakehouse.config import Settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt
+from lakehouse.dbt_cli import DBT_PROJECT_DIR as DBT_PROJECT_DIR  # callers reach dbt through here
+from lakehouse.dbt_cli import dbt as dbt
+from lakehouse.dbt_cli import target_dir
 from lakehouse.lineage import site
 from lakehouse.services import kafka, postgres, snowflake
 
@@ -77,6 +79,13 @@ def seed(settings: Settings, endpoints: systems.Endpoints, generation: int) -> d
     return report
 
 
+def build(settings: Settings, everything: bool = False) -> None:
+    """The platform's dbt build: what changed since the last successful one, with its tests
+    (lakehouse/build_selection.py); everything with ``everything``. Raises if it failed."""
+    build_selection.build(settings, everything, say=say).check_returncode()
+    dq_summary()
+
+
 class RunFailed(RuntimeError):
     """A step of ``make run`` failed. The message is for the person at the terminal (what
     failed or died, where its log is, what to do); the cause stays chained for the log."""
@@ -113,8 +122,7 @@ def run(settings: Settings) -> dict[str, float]:
             state = "started" if engine_ready() else "already running"
             say(f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})")
         with step("dbt build", timings, vigil):
-            dbt(settings, "build")
-            dq_summary()
+            build(settings)
         with step("publish", timings, vigil), contextlib.ExitStack() as for_publish:
             if "snowflake" in parts:
                 server = snowflake.running(settings.home, settings.services.snowflake_port)
@@ -216,9 +224,7 @@ def publish(
 
 def dq_summary() -> dict[str, int]:
     """Print what the data-quality contracts found in the last dbt invocation."""
-    # dbt writes its artefacts to DBT_TARGET_PATH when set (relative to the project), else target/
-    target = DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
-    results = json.loads((target / "run_results.json").read_text())["results"]
+    results = json.loads((target_dir() / "run_results.json").read_text())["results"]
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
     counts = Counter(r["status"] for r in tests)
     failed = counts.get("fail", 0) + counts.get("error", 0)

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ingestion.runner import SOURCES
-from lakehouse import ops, pipeline, report
+from lakehouse import build_selection, ops, pipeline, report
 from lakehouse.config import AlertConfig, RetryConfig, SchedulesConfig, Settings
 from lakehouse.lineage import emit, graph
 from lakehouse.services import airflow
@@ -131,6 +131,9 @@ def _ingest_then_build(stack: Stack) -> tuple[str, str]:
     """Trigger ingest_sources; wait for it and for the build_analytics run its asset events
     schedule; both must succeed task by task. Returns both run ids."""
     client = stack.client
+    # the full build: no saved state (test_a_build_with_nothing_new_skips_every_model_task
+    # covers the selection)
+    build_selection.forget(stack.settings)
     before = {r["dag_run_id"] for r in client.runs("build_analytics")}
     ingest_run = client.trigger("ingest_sources")
     run = client.wait("ingest_sources", ingest_run, timeout_s=900)
@@ -263,6 +266,34 @@ def test_unit_tests_run_inside_the_cosmos_build(stack: Stack) -> None:
     assert unit_tests
     for name in unit_tests:
         assert f"PASS {name}" in text or f"::{name}" in text, name
+
+
+def test_a_build_with_nothing_new_skips_every_model_task(stack: Stack) -> None:
+    """build_analytics builds what changed since its last success (lakehouse_airflow/
+    build_selection.py): run again with nothing loaded since, every model task ends skipped,
+    none waits, the time-based test still runs, and the run (publish included) succeeds."""
+    client = stack.client
+    first = client.trigger("build_analytics")
+    assert client.wait("build_analytics", first, timeout_s=1800)["state"] == "success"
+    saved = build_selection.state_dir(stack.settings) / "build.json"
+    recorded = json.loads(saved.read_text())["finished_at"]
+
+    again = client.trigger("build_analytics")
+    assert client.wait("build_analytics", again, timeout_s=900)["state"] == "success"
+
+    states = stack.states("build_analytics", again)
+    models = {t: s for t, s in states.items() if t.startswith("dbt.") and t.endswith(".run")}
+    assert models and set(models.values()) == {"skipped"}, states
+    assert states["dbt.dbt_producer_watcher"] == "success"
+    assert states["publish_snowflake"] == states["publish_redshift"] == "success"
+    log = client.get(
+        f"/api/v2/dags/build_analytics/dagRuns/{again}/taskInstances/"
+        "dbt.dbt_producer_watcher/logs/1?full_content=true"
+    )
+    text = json.dumps(log)
+    assert "expect_row_values_to_have_recent_data" in text  # the time-based test ran
+    assert "freshness of kafka.events" in text  # and source freshness
+    assert json.loads(saved.read_text())["finished_at"] > recorded  # recorded as the new state
 
 
 def test_a_failing_model_retries_with_backoff_then_alerts(stack: Stack) -> None:

@@ -6,6 +6,9 @@ WATCHER mode: a single ``dbt build`` (the producer) runs the whole graph with db
 threads against the long-running Spark Thrift Server, and each model's task watches its node
 finish, so the DAG costs about what the CLI ``dbt build`` costs while every model can still be
 seen, retried (a retry re-runs just that model) and alerted on. Unit tests run in that build.
+Like ``lakehouse build``, the producer builds only what changed since the last successful build
+(source freshness first, then ``source_status:fresher+``, ``state:modified+`` and the time-based
+tests; everything when there is no saved state): model tasks with nothing new end ``skipped``.
 Then gold is published to each warehouse (idempotent, so retries are safe). The run promises
 to finish within ``build_deadline_s`` of being queued.
 """
@@ -17,6 +20,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from lakehouse_airflow import assets
+from lakehouse_airflow.build_selection import remember_build, select_changed
 from lakehouse_airflow.defaults import deadline, default_args, record_dbt_metrics, run_cli
 from lakehouse_airflow.settings import load
 
@@ -52,6 +56,13 @@ with DAG(
             invocation_mode=InvocationMode.SUBPROCESS,  # dbt lives in the other environment
             dbt_executable_path=cfg.dbt,
             dbt_project_path=cfg.dbt_project_dir,
+            # Build what changed since the last successful build (lakehouse_airflow/
+            # build_selection.py): the producer reads source freshness, then the callback
+            # narrows its build and marks the model tasks it leaves out skipped.
+            setup_operator_args={
+                "_check_source_freshness": True,
+                "freshness_callback": select_changed,
+            },
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH
@@ -62,8 +73,11 @@ with DAG(
             # the watching tasks poll the producer's XCom in their slot, no deferral round trip
             "deferrable": False,
             "poke_interval": 2,
-            # the task that ran dbt records its models in ops.run_metrics (lakehouse/ops.py)
-            "callback": record_dbt_metrics,
+            # a model built downstream of one left out (skipped) still reports its own state
+            "trigger_rule": "none_failed",
+            # the task that ran dbt records its models in ops.run_metrics (lakehouse/ops.py);
+            # the producer's successful build becomes the state the next one compares with
+            "callback": [record_dbt_metrics, remember_build],
             "callback_args": {
                 "lakehouse": str(cfg.lakehouse),
                 "log_file": str(cfg.home / "logs" / "ops-record.log"),
@@ -75,6 +89,7 @@ with DAG(
 
         @task(
             task_id=f"publish_{warehouse}",
+            trigger_rule="none_failed",  # after a build that skipped what had nothing new
             outlets=[assets.published(warehouse, t) for t in cfg.gold_tables],
         )
         def publish(warehouse: str = warehouse) -> None:

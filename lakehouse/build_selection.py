@@ -1,0 +1,299 @@
+"""The platform's build: only the dbt work whose inputs changed since its last successful build.
+
+A warm ``dbt build`` costs about the same whether one source brought new rows or none did: the
+cost is per statement, not per row. So the platform's build (``lakehouse build``, the dbt step
+of ``make run``) asks dbt what changed and builds only that, with dbt's own state mechanism:
+
+1. ``dbt source freshness`` runs first, on every build: it is the time-based check of bronze,
+   and it writes ``sources.json`` (each source's newest ``_loaded_at``, which dlt stamps on every
+   row it writes).
+2. Against the artifacts of the last *successful* platform build, kept under the lake home
+   (``<home>/state/dbt-last-build``: its ``manifest.json`` and the ``sources.json`` read before
+   it), ``dbt build`` selects
+   - ``source_status:fresher+``: sources loaded since, with everything downstream and its tests;
+   - ``state:modified+``: models, tests, macros or configs whose code changed, and downstream;
+   - ``tag:time_based`` tests, on every build: their verdict depends on the clock (recency);
+   - ``tag:as_of_today+`` once the UTC date changed since the last build: models whose result
+     depends on today's date (``fx_rates_daily`` runs its calendar up to today), and downstream.
+3. Only a build that succeeded replaces the saved artifacts.
+
+The build builds everything, never guessing, when there is no saved state (an empty lake, a new
+lake home), when the last build began but did not succeed (it may have rebuilt models from code,
+vars or data the next build no longer has: dbt's state compares code with the last success
+only), when the project's or the run's vars differ from the last build's (``state:modified``
+does not see vars), when the artifacts are of another dbt version, or when a source's freshness
+could not be read.
+``dbt build`` typed by hand (``lakehouse dbt build``) selects nothing of this: it builds and
+tests everything, as dbt does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lakehouse import dbt_cli
+from lakehouse.config import Settings
+
+# Tests whose verdict depends on the clock (recency): run on every build. Set in the yml.
+TIME_BASED_TAG = "time_based"
+# Models whose result depends on today's date: rebuilt, with downstream, on a new day. A
+# separate tag, as a model's tags pass to its tests (which need not run on every build).
+AS_OF_TODAY_TAG = "as_of_today"
+RECORD = "build.json"
+
+
+def state_dir(settings: Settings) -> Path:
+    """Where the artifacts of the last successful platform build are kept: in the lake home,
+    beside the data they describe (not in dbt's target/, which any dbt command overwrites)."""
+    return settings.state_dir / "dbt-last-build"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a platform build selects, and why, in words for the person at the terminal."""
+
+    select: tuple[str, ...] = ()  # dbt selectors; empty = build everything
+    reasons: list[str] = field(default_factory=list)
+    fresher: list[str] = field(default_factory=list)  # sources loaded since the last build
+
+    @property
+    def everything(self) -> bool:
+        return not self.select
+
+    def dbt_args(self, settings: Settings) -> list[str]:
+        """The arguments of the ``dbt build`` that carries out this plan."""
+        if self.everything:
+            return ["build"]
+        return ["build", "--select", *self.select, "--state", str(state_dir(settings))]
+
+
+def _results(sources_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["unique_id"]: r for r in sources_json.get("results", [])}
+
+
+def _source_name(unique_id: str) -> str:
+    return ".".join(unique_id.split(".")[-2:])  # source.lakehouse.crm.contacts -> crm.contacts
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def vars_fingerprint(run_vars: dict[str, Any] | None = None) -> str:
+    """A digest of the vars models see: the project's (dbt_project.yml) and the run's."""
+    project = yaml.safe_load((dbt_cli.DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    seen = {"project": project.get("vars") or {}, "run": run_vars or {}}
+    return hashlib.sha256(json.dumps(seen, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _attempt_file(settings: Settings) -> Path:
+    return settings.state_dir / "dbt-build-attempt.json"
+
+
+def begin(settings: Settings) -> None:
+    """Mark a build as begun; ``remember`` clears the mark when it succeeded."""
+    _attempt_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    _attempt_file(settings).write_text(json.dumps({"started_at": started}) + "\n")
+
+
+def plan(
+    settings: Settings, current_sources: Path, dbt_version: str, today: str, fingerprint: str
+) -> Plan:
+    """Decide what to build, from the freshness just read (``current_sources``: the
+    ``sources.json`` of this build's ``dbt source freshness``) and the saved state."""
+    saved = state_dir(settings)
+    record = _load(saved / RECORD)
+    previous = _load(saved / "sources.json")
+    if record is None or previous is None or not (saved / "manifest.json").is_file():
+        return Plan(reasons=[f"no successful platform build recorded in {saved}: building "
+                             "everything"])  # fmt: skip
+    if attempt := _load(_attempt_file(settings)):
+        return Plan(reasons=[f"the build begun at {attempt.get('started_at')} did not succeed: "
+                             "building everything"])  # fmt: skip
+    if record.get("vars") != fingerprint:
+        return Plan(reasons=["the vars differ from the last build's: building everything"])
+    if record.get("dbt_version") != dbt_version:
+        return Plan(reasons=[f"the last build's artifacts are of dbt {record.get('dbt_version')}"
+                             f", this is {dbt_version}: building everything"])  # fmt: skip
+    current = _load(current_sources)
+    if current is None:
+        return Plan(reasons=["`dbt source freshness` wrote no sources.json: building everything"])
+    now = _results(current)
+    unreadable = sorted(_source_name(u) for u, r in now.items() if r.get("max_loaded_at") is None)
+    if unreadable:
+        return Plan(reasons=[f"freshness of {', '.join(unreadable)} could not be read: building "
+                             "everything"])  # fmt: skip
+    before = {uid: _when(r.get("max_loaded_at")) for uid, r in _results(previous).items()}
+    fresher = sorted(  # as dbt's source_status:fresher decides, for the terminal
+        _source_name(uid)
+        for uid, result in now.items()
+        if (was := before.get(uid)) is None or _when(result["max_loaded_at"]) > was
+    )
+    time_based_tests = f"tag:{TIME_BASED_TAG},resource_type:test"
+    select = ["source_status:fresher+", "state:modified+", time_based_tests]
+    reasons = [
+        "sources loaded since the last build (source_status:fresher+): "
+        + (", ".join(fresher) if fresher else "none"),
+        "code changed since the last build (state:modified+): dbt compares with "
+        f"{saved / 'manifest.json'}",
+        f"time-based tests (tag:{TIME_BASED_TAG}): on every build",
+    ]
+    if record.get("built_on") != today:
+        select.append(f"tag:{AS_OF_TODAY_TAG}+")
+        reasons.append(f"the date changed since the last build ({record.get('built_on')}): "
+                       f"models tagged {AS_OF_TODAY_TAG} and downstream")  # fmt: skip
+    return Plan(select=tuple(select), reasons=reasons, fresher=fresher)
+
+
+def remember(
+    settings: Settings,
+    target_dir: Path,
+    dbt_version: str,
+    today: str,
+    fingerprint: str,
+    sources_json: Path | None = None,
+) -> Path:
+    """Keep this successful build's manifest and the freshness read before it (``sources_json``,
+    default the one in ``target_dir``) as the state the next build compares with. Written into
+    a new folder, then swapped in: a crash leaves the previous state whole (the next build then
+    selects too much, never too little)."""
+    saved = state_dir(settings)
+    fresh = saved.with_name(saved.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    shutil.copy2(target_dir / "manifest.json", fresh / "manifest.json")
+    shutil.copy2(sources_json or target_dir / "sources.json", fresh / "sources.json")
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
+    record = {"dbt_version": dbt_version, "built_on": today, "finished_at": finished,
+              "vars": fingerprint}  # fmt: skip
+    (fresh / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    old = saved.with_name(saved.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if saved.exists():
+        saved.rename(old)
+    fresh.rename(saved)
+    shutil.rmtree(old, ignore_errors=True)
+    _attempt_file(settings).unlink(missing_ok=True)
+    return saved
+
+
+def forget(settings: Settings) -> None:
+    """Drop the saved state: the next platform build builds everything."""
+    shutil.rmtree(state_dir(settings), ignore_errors=True)
+
+
+def summary(run_results: dict[str, Any]) -> list[str]:
+    """What a build did, by kind of node: for the terminal, after the build."""
+    ran: dict[str, list[str]] = {}
+    for result in run_results.get("results", []):
+        kind = result["unique_id"].split(".")[0]
+        ran.setdefault(kind, []).append(result["unique_id"].split(".")[-1])
+    lines = []
+    if models := ran.get("model"):
+        lines.append(f"{len(models)} model(s) built: {', '.join(sorted(models))}")
+    else:
+        lines.append("no model rebuilt")
+    for kind in ("test", "unit_test"):
+        if ran.get(kind):
+            lines.append(f"{len(ran[kind])} {kind.replace('_', ' ')}(s) run")
+    return lines
+
+
+def build(
+    settings: Settings, everything: bool = False, say: Callable[[str], None] = print
+) -> subprocess.CompletedProcess:
+    """The platform's build: source freshness, then ``dbt build`` of what changed (all of it
+    with ``everything``); on success the artifacts become the state the next build compares
+    with. Returns the ``dbt build`` process (its return code says whether it succeeded)."""
+    target = dbt_cli.target_dir()
+    (target / "sources.json").unlink(missing_ok=True)  # never judge by an older freshness
+    dbt_cli.dbt(settings, "source", "freshness", check=False)
+    stale = _stale(target / "sources.json")
+    if stale:
+        say(f"  stale sources (dbt source freshness): {', '.join(stale)}")
+    version, today = dbt_cli.dbt_version(), datetime.now(UTC).date().isoformat()
+    fingerprint = vars_fingerprint()
+    chosen = (
+        Plan(reasons=["asked to build everything"])
+        if everything
+        else plan(settings, target / "sources.json", version, today, fingerprint)
+    )
+    for reason in chosen.reasons:
+        say(f"  {reason}")
+    args = chosen.dbt_args(settings)
+    say(f"  dbt {' '.join(args)}")
+    (target / "run_results.json").unlink(missing_ok=True)  # the summary is of this build only
+    begin(settings)
+    result = dbt_cli.dbt(settings, *args, check=False)
+    if run_results := _load(target / "run_results.json"):
+        for line in summary(run_results):
+            say(f"  {line}")
+    if result.returncode == 0 and (target / "sources.json").is_file():
+        saved = remember(settings, target, version, today, fingerprint)
+        say(f"  state for the next build: {saved}")
+    elif result.returncode != 0:
+        say("  the build failed: the next build builds everything")
+    return result
+
+
+def _stale(sources_json: Path) -> list[str]:
+    """Sources past their freshness warn or error age (or whose freshness failed)."""
+    current = _load(sources_json) or {}
+    return sorted(
+        f"{_source_name(uid)} ({r.get('status')})"
+        for uid, r in _results(current).items()
+        if r.get("status") not in ("pass", None)
+    )
+
+
+def plan_selected(
+    settings: Settings, sources_json: Path, run_vars: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The plan for a build (about to begin) whose freshness is ``sources_json`` (the Airflow
+    producer's) and vars ``run_vars``, with every node it selects spelt out by ``dbt ls``: what
+    a build elsewhere (Cosmos' producer, in its own copy of the project) can select by name.
+    ``everything`` means no selection."""
+    target = settings.state_dir / "dbt-plan-target"  # kept: dbt's partial parse lives there
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(sources_json, target / "sources.json")  # source_status reads it from there
+    version, today = dbt_cli.dbt_version(), datetime.now(UTC).date().isoformat()
+    chosen = plan(settings, sources_json, version, today, vars_fingerprint(run_vars))
+    begin(settings)
+    out: dict[str, Any] = {"everything": chosen.everything, "reasons": chosen.reasons}
+    if chosen.everything:
+        return out
+    listed = dbt_cli.dbt(
+        settings, "ls", "--quiet", "--select", *chosen.select, "--state", str(state_dir(settings)),
+        "--output", "json", "--output-keys", "unique_id", "name", "resource_type", "source_name",
+        "--target-path", str(target), capture=True,
+    )  # fmt: skip
+    nodes = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
+    out["selected"] = sorted(n["unique_id"] for n in nodes)
+    out["select"] = sorted({_selector(n) for n in nodes if n["resource_type"] != "unit_test"})
+    return out
+
+
+def _selector(node: dict[str, Any]) -> str:
+    """How ``dbt build --select`` names a node listed by ``dbt ls`` (unit tests come with their
+    model, as data tests do)."""
+    if node["resource_type"] == "source":
+        return f"source:{node['source_name']}.{node['name']}"
+    return node["name"]
