@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lakehouse import engine, ops, pipeline, systems
+from lakehouse import build_selection, engine, ops, pipeline, systems
+from lakehouse.bench import kafka as kafka_bench
 from lakehouse.bench import spark_ui
 from lakehouse.bench.report import Line, Sections
 from lakehouse.config import REPO_ROOT, SchedulesConfig, Settings
@@ -42,7 +43,6 @@ from lakehouse.services import airflow
 EMULATOR_STAGING = "stage"
 PUBLISH_PHASES = ("read", "stage", "serve", "reconcile")
 PRODUCER_TASK = "dbt.dbt_producer_watcher"
-NOT_AVAILABLE = "not available"
 
 
 def now() -> str:
@@ -169,10 +169,6 @@ class Bench:
 
     def nothing_new(self) -> None:
         section = "platform build with nothing new"
-        if not has_platform_build():
-            self.add(section, Line("`python -m lakehouse build`", None, note=NOT_AVAILABLE))
-            self.notes["platform_build_noop_s"] = NOT_AVAILABLE
-            return
         samples = [self.platform_build(f"nothing new {i + 1}") for i in range(self.repeat)]
         self.details.setdefault("samples", {})["platform_build_noop_s"] = samples
         median = statistics.median(samples)
@@ -188,11 +184,7 @@ class Bench:
         for s in summaries:
             self.add(section, Line(f"ingest {s.source} ({s.read:,} records)", s.seconds))
         self.add(section, Line("ingest, all sources (with seeding generation 2)", ingest_s))
-        if has_platform_build():
-            label, build_s = "build (`lakehouse build`)", self.platform_build("after generation 2")
-        else:
-            label = "build (`dbt build`: `lakehouse build` not available)"
-            build_s = self.dbt_build("after generation 2")
+        label, build_s = "build (`lakehouse build`)", self.platform_build("after generation 2")
         publish_s, results = timed(lambda: pipeline.publish(self.settings))
         self.add(section, Line(label, build_s))
         if "after generation 2" in self.statements:
@@ -211,12 +203,6 @@ class Bench:
         """The platform's Kafka load and the bare pipeline, one after the other over the same
         messages (scratch lakes; the platform's offsets and bronze are untouched)."""
         section = "Kafka to bronze over the same messages"
-        try:  # lakehouse/bench/kafka.py comes with the Kafka work of issue 16
-            from lakehouse.bench import kafka as kafka_bench  # type: ignore[attr-defined]
-        except ImportError:
-            self.add(section, Line("platform vs bare pipeline", None, note=NOT_AVAILABLE))
-            self.notes["kafka_share"] = NOT_AVAILABLE
-            return
         port = self.settings.services.kafka_port  # the broker is up (systems.start_local)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{port}"
         compared = kafka_bench.compare(self.settings, bootstrap)
@@ -303,10 +289,6 @@ def forget_build_state(settings: Settings) -> None:
     """Make build_analytics build everything, as the CLI ``dbt build`` it is compared with does:
     where the DAG builds only what changed (lakehouse/build_selection.py), drop its saved state.
     Compared on the full build, the ratio is Cosmos' own cost, not a difference in selection."""
-    try:  # lakehouse/build_selection.py comes with the selective build of issue 16
-        from lakehouse import build_selection  # type: ignore[attr-defined]
-    except ImportError:
-        return
     build_selection.forget(settings)
 
 
@@ -328,12 +310,6 @@ def build_analytics(client: airflow.Client) -> dict[str, Any]:
         ),
         "run_s": _seconds(run["queued_at"], run["end_date"]),
     }
-
-
-def has_platform_build() -> bool:
-    """``lakehouse build`` exists (the build of what changed; issue 16)."""
-    command = [sys.executable, "-m", "lakehouse", "build", "--help"]
-    return subprocess.run(command, capture_output=True, check=False).returncode == 0
 
 
 def dbt_summary() -> dict[str, Any]:

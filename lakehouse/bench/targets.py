@@ -24,7 +24,7 @@ class Target:
 class Verdict:
     target: Target
     value: float | None
-    note: str = ""  # why there is no value: "not available", "not measured (TESTS=1)"
+    note: str = ""  # why there is no value: "failed", "not measured (TESTS=1)"
 
     @property
     def outcome(self) -> str:
