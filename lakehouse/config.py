@@ -123,8 +123,10 @@ class PublishTableConfig(_Strict):
 
 class PublishConfig(_Strict):
     warehouses: list[Literal["snowflake", "redshift"]] = ["snowflake", "redshift"]
-    # Rows per INSERT when staging a snapshot in a warehouse.
+    # Rows per INSERT when staging a snapshot in Redshift (a Redshift statement is at most 16 MB).
     insert_batch_rows: int = Field(1000, ge=1, le=100_000)
+    # Rows per Parquet file when staging in Snowflake (PUT to the table's stage, then COPY INTO).
+    stage_file_rows: int = Field(250_000, ge=1, le=10_000_000)
     # A dbt publish run still going after this long is killed and the publish fails (a client
     # retrying a warehouse error forever must not hang the pipeline).
     dbt_timeout_s: int = Field(1800, ge=10)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import psycopg2
+import pyarrow as pa
 import pytest
 import snowflake.connector
 import sqlalchemy as sa
@@ -106,14 +107,81 @@ def test_first_publish_serves_every_gold_row(published, warehouses: Settings) ->
         assert result.tables["product_perf"]["rows"] > 0
 
 
+def test_every_served_value_equals_the_lake(published, warehouses: Settings) -> None:
+    """Every column of every row, not only the checksum columns: the staging path (Parquet
+    PUT + COPY for Snowflake, batch INSERTs for Redshift) keeps each type's values (decimals,
+    timestamps, dates, booleans, NULLs) as the lake holds them."""
+    for table, key in (("customer_360", (KEY,)), ("product_perf", _perf_key(warehouses))):
+        snapshot = publishing.read_snapshot(warehouses, table)
+        columns = snapshot.data.column_names
+
+        def canonical(rows, columns=columns, key=key):
+            return {
+                tuple(publishing._canonical(r[k]) for k in key): tuple(
+                    publishing._canonical(r[c]) for c in columns
+                )
+                for r in rows
+            }
+
+        lake = canonical(snapshot.data.to_pylist())
+        mirror = canonical(_snowflake_rows_nulls_kept(warehouses, table, snapshot))
+        names, rows = _redshift_result(
+            warehouses,
+            f"select * from gold.{table}_history where _batch_id = '{snapshot.batch_id}'",
+        )
+        history = canonical(dict(zip(names, r, strict=True)) for r in rows)
+        assert len(lake) == snapshot.data.num_rows > 0
+        assert mirror == lake, f"snowflake gold.{table} differs from the lake"
+        assert history == lake, f"redshift gold.{table}_history differs from the lake"
+
+
+def _snowflake_rows_nulls_kept(
+    settings: Settings, table: str, snapshot: publishing.Snapshot
+) -> list[dict]:
+    """Every row of Snowflake's gold.<table>. fakesnow 0.12 returns a NULL TIMESTAMP_NTZ as
+    1970-01-01 (its Arrow result conversion; the stored value is NULL, as `is null` says), so
+    each timestamp column comes with its null flag and a flagged value is read as NULL."""
+    stamps = [f.name for f in snapshot.data.schema if pa.types.is_timestamp(f.type)]
+    flags = "".join(f", {c} is null as {c}__is_null" for c in stamps)
+    rows = _snowflake_rows(settings, f"select *{flags} from gold.{table}")
+    for row in rows:
+        for column in stamps:
+            if row.pop(f"{column}__is_null"):
+                row[column] = None
+    return rows
+
+
+def _perf_key(settings: Settings) -> tuple[str, ...]:
+    return tuple(settings.publish.tables["product_perf"].unique_key)
+
+
+def test_each_result_says_its_phases_and_whether_an_emulator_staged(published) -> None:
+    by_name = {r.warehouse: r for r in published}
+    assert by_name["snowflake"].emulator == "fakesnow"
+    assert by_name["redshift"].emulator is None
+    for result in published:
+        assert set(publishing.PHASES) <= set(result.seconds)
+        assert result.warehouse_s == sum(result.seconds[p] for p in publishing.PHASES)
+        assert result.summary().startswith(result.warehouse)
+    # Only the emulator's staging is set beside the totals; PostgreSQL is a real database.
+    assert publishing.emulator_staging_s(published) == by_name["snowflake"].seconds["stage"]
+    assert "fakesnow emulator" in by_name["snowflake"].summary()
+
+
 def test_publishing_twice_changes_nothing(published, warehouses: Settings) -> None:
     mirror, batches = _mirror(warehouses), _batches(warehouses)
     perf = _batches(warehouses, "product_perf")
-    publishing.publish(warehouses)
+    again = publishing.publish(warehouses)
     # Every column, _published_at included: no row was rewritten, no batch added.
     assert _mirror(warehouses) == mirror
     assert _batches(warehouses) == batches
     assert _batches(warehouses, "product_perf") == perf
+    # The staging tables already held these batches whole: nothing was staged again.
+    for result in again:
+        assert {t: info["restaged"] for t, info in result.tables.items()} == {
+            "customer_360": False,
+            "product_perf": False,
+        }
 
 
 def test_published_tables_hold_no_personal_data_in_clear(published, warehouses: Settings) -> None:
@@ -203,9 +271,11 @@ def _gold_version_with_changes(settings: Settings) -> publishing.Snapshot:
 
 
 def _start_publish(tmp_path: Path, settings: Settings, batch_rows: int) -> subprocess.Popen:
-    """`lakehouse publish` in its own process group, staging ``batch_rows`` rows per INSERT."""
+    """`lakehouse publish` in its own process group, staging ``batch_rows`` rows per INSERT
+    (Redshift) and per Parquet file loaded (Snowflake)."""
     config = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
     config["publish"]["insert_batch_rows"] = batch_rows
+    config["publish"]["stage_file_rows"] = batch_rows
     config_file = tmp_path / f"lakehouse-{batch_rows}.yml"
     config_file.write_text(yaml.safe_dump(config))
     env = {**os.environ, "LAKEHOUSE_CONFIG": str(config_file), "LAKEHOUSE_HOME": str(settings.home)}

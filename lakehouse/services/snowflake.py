@@ -33,6 +33,7 @@ from lakehouse.processes import (
     wait_ready,
 )
 
+EMULATOR = "fakesnow"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8085
 # fakesnow accepts any credentials; these only fill the client's required fields.
