@@ -36,6 +36,8 @@ class EngineConfig(_Strict):
     driver_memory: str = Field("4g", pattern=r"^\d+[mg]$")
     shuffle_partitions: int = Field(4, ge=1)
     startup_timeout_s: int = Field(180, ge=10)
+    # Rounds of the warm-up the engine runs once it answers (lakehouse/warmup.py); 0: none.
+    warmup_rounds: int = Field(3, ge=0)
 
     @field_validator("bind_address")
     @classmethod

@@ -16,11 +16,12 @@ import ipaddress
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lakehouse import ops, pii
+from lakehouse import ops, pii, warmup
 from lakehouse.config import Settings
 from lakehouse.jars import engine_jars
 from lakehouse.processes import cmdline_has, pid_alive, reap, stop_group
@@ -66,6 +67,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # dbt threads and Cosmos tasks share this one server: FAIR stops a long job from
         # queueing every short test query behind it.
         "spark.scheduler.mode": "FAIR",
+        # Run each statement inside the Thrift call that submits it. dbt-spark submits
+        # asynchronously, then sleeps `poll_interval` (whole seconds: 1 is its least but 0, a
+        # busy loop) before asking again: a statement of 0.1 s cost dbt 1 s. Answered at once,
+        # its first poll finds the statement finished. Statements here take seconds, never the
+        # minutes after which an idle Thrift call could be dropped.
+        "spark.sql.hive.thriftServer.async": "false",
         **_extra_conf(),
         # Read back by dbt (macro `lake_dir`) so models never hard-code where bronze lives.
         "spark.lakehouse.lake.dir": str(settings.lake_dir),
@@ -213,8 +220,10 @@ def wait_ready(settings: Settings, proc: subprocess.Popen) -> int:
 
 
 def start(settings: Settings) -> int:
-    """Start the server detached and wait until it answers SQL; return its pid."""
-    return wait_ready(settings, launch(settings))
+    """Start the server detached, wait until it answers SQL and warm it up; return its pid."""
+    pid = wait_ready(settings, launch(settings))
+    warmup.warm_up(settings)
+    return pid
 
 
 def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
@@ -227,6 +236,28 @@ def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
     return pid is not None
 
 
+class _Booting(threading.Thread):
+    """``wait_ready`` and the warm-up in a background thread; ``join`` re-raises its error."""
+
+    def __init__(self, settings: Settings, proc: subprocess.Popen) -> None:
+        super().__init__(name="engine-boot", daemon=True)
+        self._settings, self._proc = settings, proc
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            wait_ready(self._settings, self._proc)
+            warmup.warm_up(self._settings)
+        except BaseException as exc:  # handed to the caller of join()
+            self._error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self._error is not None:
+            raise self._error
+
+
 @contextlib.contextmanager
 def starting(settings: Settings) -> Iterator[Callable[[], bool]]:
     """Like ``running``, but do not wait: yield a ``ready()`` to call when SQL is needed.
@@ -235,10 +266,12 @@ def starting(settings: Settings) -> Iterator[Callable[[], bool]]:
     engine. ``ready()`` returns True when this call started the engine. Stops what it started.
     """
     proc = None if is_up(settings) else launch(settings)
+    # Waits for the server, then warms it up, while the caller works: ready() joins it.
+    booting = None if proc is None else _Booting(settings, proc)
 
     def ready() -> bool:
-        if proc is not None:
-            wait_ready(settings, proc)
+        if booting is not None:
+            booting.join()
         return proc is not None
 
     try:

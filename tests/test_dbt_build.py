@@ -87,6 +87,38 @@ def test_gold_contract_refuses_nulls(spark, dbt_built) -> None:
         )
 
 
+def test_every_gold_contract_declares_its_not_null_columns_on_the_table(spark, dbt_built) -> None:
+    """The CTAS of a contract model declares one CHECK constraint over exactly the columns its
+    contract says are not null (macros/constraints.sql), so Delta refuses a null on every write,
+    the CTAS's own included."""
+    manifest = json.loads((dbt_built / "manifest.json").read_text())
+    contracts = [
+        n for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and n["config"]["contract"]["enforced"]
+        and n["config"]["enabled"] and n["schema"] == "gold"
+    ]  # fmt: skip
+    assert len(contracts) >= 4
+    for node in contracts:
+        not_null = {
+            name for name, column in node["columns"].items()
+            if any(c["type"] == "not_null" for c in column["constraints"])
+        }  # fmt: skip
+        assert not_null, node["name"]
+        props = dict(query(spark, f"show tblproperties gold.{node['alias']}"))
+        check = props["delta.constraints.contract_not_null"]
+        columns = {c.removesuffix(" is not null") for c in check.split(" is not null and ")}
+        assert columns == not_null, node["name"]
+
+
+def test_a_bronze_table_missing_from_the_catalog_is_registered_again(spark, dbt_built) -> None:
+    """The on-run-start hook creates only what the catalog lacks, and does create it."""
+    count = query(spark, "select count(*) from bronze_fx.rates")[0][0]
+    query(spark, "drop table bronze_fx.rates")  # external: the Delta files stay
+    pipeline.dbt(spark, "run-operation", "register_bronze_sources")
+    assert query(spark, "select count(*) from bronze_fx.rates")[0][0] == count > 0
+    assert catalog.table_format(spark, "bronze_fx.rates") == "delta"
+
+
 def test_a_failing_data_test_fails_the_build(spark, dbt_built) -> None:
     """Severity `error` stops the build: a negative rate in silver fails `dbt test`."""
     query(

@@ -8,7 +8,7 @@ import socket
 import deltalake
 import pytest
 
-from lakehouse import catalog, engine
+from lakehouse import catalog, engine, warmup
 from lakehouse.config import load_settings
 from lakehouse.sql import SqlError, query
 
@@ -70,6 +70,40 @@ def test_bronze_is_read_through_the_delta_log(spark, ingested) -> None:
     on_disk = len(list(location.glob("*.parquet")))
     assert on_disk > live_files
     assert query(spark, "select count(*) from bronze_fx.rates")[0][0] == spark_rows
+
+
+def test_a_statement_has_finished_when_its_submission_returns(spark) -> None:
+    """dbt-spark submits asynchronously and sleeps `poll_interval` (a whole second) whenever the
+    first poll finds its statement still running; the engine runs statements synchronously, so
+    that first poll always finds it done (spark.sql.hive.thriftServer.async=false)."""
+    from TCLIService.ttypes import TOperationState
+
+    from lakehouse.sql import connect
+
+    with connect(spark) as conn:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("select count(distinct id % 7919) from range(3000000)", async_=True)
+            assert cursor.poll().operationState == TOperationState.FINISHED_STATE
+            assert cursor.fetchall() == [(7919,)]
+        finally:
+            cursor.close()
+
+
+def test_the_warm_up_leaves_nothing_behind(spark) -> None:
+    """The engine of this session warmed up when it started; so does a second warm-up, and
+    neither leaves its scratch schema in the catalog."""
+    assert warmup.warm_up(spark) > 0
+    schemas = {row[0] for row in query(spark, "show databases")}
+    assert warmup.SCHEMA not in schemas
+    assert {"default"} <= schemas
+
+
+def test_a_failed_warm_up_never_fails_the_start(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setenv("LAKEHOUSE_THRIFT_PORT", str(_free_port()))  # nothing answers there
+    warmup.warm_up(load_settings())
+    assert "engine warm-up failed" in capsys.readouterr().err
 
 
 def test_engine_lifecycle_leaves_no_process(tmp_path, monkeypatch) -> None:

@@ -48,21 +48,40 @@
   Register every bronze source as an external Delta table over the path dlt wrote, so Spark
   reads it through its Delta transaction log; likewise a source whose meta names its `lake_path`
   (ops.run_metrics). Runs as an on-run-start hook; idempotent.
+
+  Every dbt invocation runs it, so it asks the catalog once what exists (`show databases`, then
+  `show tables` per source schema) and creates only what is missing: one statement per schema
+  instead of a `create schema` and a `create table if not exists` per source table (34
+  statements, run one after the other before the first model could start).
 -#}
 {% macro register_bronze_sources() %}
   {#- Only the lake engine reads bronze; warehouse targets (publish) have no lake. -#}
   {%- if execute and target.type == 'spark' -%}
     {%- set lake = lake_dir() -%}
+    {%- set wanted = {} -%}
     {%- for node in graph.sources.values() -%}
       {%- set lake_path = source_meta_value(node, 'lake_path') -%}
       {%- if bronze_dataset(node) or lake_path -%}
         {%- set location = (lake ~ '/' ~ lake_path) if lake_path else bronze_location(node, lake) -%}
-        {%- do run_query('create schema if not exists ' ~ node.schema) -%}
-        {%- do run_query(
-            'create table if not exists ' ~ node.schema ~ '.' ~ node.identifier
-            ~ " using delta location '" ~ location ~ "'") -%}
+        {%- do wanted.setdefault(node.schema | lower, {}).update({node.identifier | lower: location}) -%}
         {{ log('bronze source ' ~ node.source_name ~ '.' ~ node.name ~ ' -> ' ~ location) }}
       {%- endif -%}
     {%- endfor -%}
+    {%- if wanted -%}
+      {%- set schemas = run_query('show databases').columns[0].values() | map('lower') | list -%}
+      {%- for schema, tables in wanted.items() -%}
+        {%- if schema in schemas -%}
+          {%- set existing = run_query('show tables in ' ~ schema).columns[1].values() | map('lower') | list -%}
+        {%- else -%}
+          {%- do run_query('create schema if not exists ' ~ schema) -%}
+          {%- set existing = [] -%}
+        {%- endif -%}
+        {%- for table, location in tables.items() if table not in existing -%}
+          {%- do run_query(
+              'create table if not exists ' ~ schema ~ '.' ~ table
+              ~ " using delta location '" ~ location ~ "'") -%}
+        {%- endfor -%}
+      {%- endfor -%}
+    {%- endif -%}
   {%- endif -%}
 {% endmacro %}
