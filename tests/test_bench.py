@@ -6,6 +6,8 @@ No engine: `make bench` itself is the measurement; these check that it reports w
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -136,3 +138,12 @@ def test_publish_phases_read_in_the_order_they_run() -> None:
     assert [p for p, _ in phases_in_order(stored)] == [
         "read", "stage", "serve", "reconcile", "emulator_wait"
     ]  # fmt: skip
+
+
+def test_the_bench_command_loads_and_explains_itself() -> None:
+    """`make bench` runs `python -m lakehouse.bench`: it must import and parse its options."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lakehouse.bench", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--scale" in done.stdout and "--repeat" in done.stdout

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lakehouse import pipeline, systems
 from lakehouse.bench import report
-from lakehouse.bench.harness import Bench, has_platform_build, now, stop_everything
+from lakehouse.bench.harness import Bench, now, stop_everything
 from lakehouse.bench.targets import evaluate
 from lakehouse.config import REPO_ROOT, Settings, load_settings
 
@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(home, ignore_errors=True)
     facts = {**report.machine_facts(args.scale), "home": str(home), "started_at": now(),
              "repeat": args.repeat, "skipped": args.skip}  # fmt: skip
-    facts["platform_build_available"] = has_platform_build()
     bench = Bench(settings, repeat=args.repeat)
     steps = {
         "builds": bench.builds, "nothing-new": bench.nothing_new,
