@@ -10,7 +10,7 @@ import pytest
 
 from lakehouse import catalog, engine, warmup
 from lakehouse.config import load_settings
-from lakehouse.sql import SqlError, query
+from lakehouse.sql import SqlError, connect, query
 
 
 def test_engine_answers_sql_with_delta_catalog(spark) -> None:
@@ -97,6 +97,26 @@ def test_the_warm_up_leaves_nothing_behind(spark) -> None:
     schemas = {row[0] for row in query(spark, "show databases")}
     assert warmup.SCHEMA not in schemas
     assert {"default"} <= schemas
+
+
+def test_the_warm_up_loads_every_delta_table_of_the_catalog(spark) -> None:
+    """A restarted engine replays each table's Delta log when a build first reads it: the
+    warm-up loads them all, Delta tables only (a view is passed over, not an error)."""
+    schema = "warmup_probe"
+    try:
+        query(spark, f"create schema if not exists {schema}")
+        query(spark, f"create or replace table {schema}.t using delta as select 1 as id")
+        query(spark, f"create or replace view {schema}.v as select id from {schema}.t")
+        with connect(spark) as conn:
+            cursor = conn.cursor()
+            try:
+                loaded = warmup.load_snapshots(cursor)
+            finally:
+                cursor.close()
+        assert f"{schema}.t" in loaded
+        assert f"{schema}.v" not in loaded
+    finally:
+        query(spark, f"drop schema if exists {schema} cascade")
 
 
 def test_a_failed_warm_up_never_fails_the_start(tmp_path, monkeypatch, capsys) -> None:
