@@ -6,7 +6,9 @@ what changed since the last successful build (bronze Delta versions read from th
 transaction logs, ``state:modified``, the time-based tests), narrows the producer's build to
 those nodes, and marks every model task it leaves out ``skipped`` (its model and its tests), so
 no watcher waits for a node the build will never report. ``remember_build`` runs after the
-producer's build succeeded and records it as the state the next build compares with.
+producer's build succeeded and records it as the state the next build compares with. If the
+plan fails, Airflow logs the callback's error and runs the task as it is: the producer builds
+everything and, with no bronze versions kept, records nothing (never too little is built).
 """
 
 from __future__ import annotations
