@@ -90,17 +90,17 @@
 
 
 {#-
-  Whether any node this invocation selected (`selected_resources`) reads a source directly: a
-  model or test over one, a unit test whose fixtures stand in for one (dbt reads the source's
-  columns), or a source itself. Models further downstream read what dbt built, not bronze.
+  Whether any node this invocation selected (`selected_resources`) reads a source: a model or
+  test over one, or a source itself; any unit test, whose fixtures may stand in for a source
+  (dbt then reads that source's columns). Models further downstream read what dbt built, not
+  bronze.
 -#}
 {% macro selection_reads_a_source() %}
-  {%- set unit_tests = graph.get('unit_tests', {}) -%}
   {%- for unique_id in selected_resources -%}
-    {%- set node = graph.nodes.get(unique_id) or unit_tests.get(unique_id) -%}
-    {%- if unique_id.startswith('source.') -%}
+    {%- if unique_id.startswith('source.') or unique_id.startswith('unit_test.') -%}
       {{ return(true) }}
     {%- endif -%}
+    {%- set node = graph.nodes.get(unique_id) -%}
     {%- for parent in (node.depends_on.nodes if node else []) if parent.startswith('source.') -%}
       {{ return(true) }}
     {%- endfor -%}
