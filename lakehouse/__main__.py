@@ -20,6 +20,7 @@ from lakehouse import (
     dbt_cli,
     engine,
     home_record,
+    lake_sources,
     ops,
     pipeline,
     report,
@@ -45,20 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("run", help="run the whole pipeline: ingest, dbt build, publish, report")
     build_cmd = commands.add_parser(
         "build", help="the platform's dbt build: what changed since the last successful one "
-        "(source freshness, state:modified), with its tests; prints what it selected and why"
+        "(bronze Delta versions, state:modified), with its tests; prints what it selected and why"
     )  # fmt: skip
     build_cmd.add_argument("--all", action="store_true", dest="everything",
                            help="build and test everything (and record it as the state the "
                            "next build compares with)")  # fmt: skip
     build_cmd.add_argument("--plan", action="store_true",
-                           help="only print, as JSON, what a build whose freshness is "
-                           "--sources-json would select (for Airflow's producer)")  # fmt: skip
+                           help="only print, as JSON, what a build would select now, and write "
+                           "the bronze versions it was planned on to --lake-state (for "
+                           "Airflow's producer)")  # fmt: skip
     build_cmd.add_argument("--remember", action="store_true",
                            help="record the successful build in --target-dir (its manifest; "
-                           "the freshness read before it in --sources-json) as the state the "
-                           "next build compares with (for Airflow's producer)")  # fmt: skip
-    build_cmd.add_argument("--sources-json", type=Path, help="--plan, --remember: the "
-                           "sources.json of the build's dbt source freshness")  # fmt: skip
+                           "the bronze versions read before it in --lake-state) as the state "
+                           "the next build compares with (for Airflow's producer)")  # fmt: skip
+    build_cmd.add_argument("--lake-state", type=Path, help="--plan, --remember: the bronze "
+                           "versions the build was planned on (JSON)")  # fmt: skip
     build_cmd.add_argument("--target-dir", type=Path, help="--remember: the target folder "
                            "of the successful build")  # fmt: skip
     build_cmd.add_argument("--vars", type=json.loads, default={}, help="--plan, --remember: "
@@ -296,19 +298,23 @@ def _build_state(settings: Settings, args: argparse.Namespace) -> int:
     """``build --plan`` / ``--remember``: the platform build's selection, for a build run
     elsewhere (Airflow's Cosmos producer, lakehouse_airflow/build_selection.py). ``--plan``
     marks the build as begun; ``--remember`` records its success."""
-    if not args.sources_json or (args.remember and not args.target_dir):
-        print("build --plan needs --sources-json; --remember also --target-dir", file=sys.stderr)
+    if not args.lake_state or (args.remember and not args.target_dir):
+        print("build --plan needs --lake-state; --remember also --target-dir", file=sys.stderr)
         return 2
     if args.plan:
         # `dbt ls` resolves the selection from the manifest alone: no engine needed
-        plan = build_selection.plan_selected(settings, args.sources_json, args.vars)
+        plan = build_selection.plan_selected(settings, args.lake_state, args.vars)
         print(json.dumps(plan))
         return 0
     manifest = json.loads((args.target_dir / "manifest.json").read_text())
+    lake = lake_sources.load(args.lake_state)
+    if lake is None:
+        print(f"build --remember: no bronze versions in {args.lake_state}", file=sys.stderr)
+        return 2
     saved = build_selection.remember(
         settings, args.target_dir, manifest["metadata"]["dbt_version"],
         datetime.now(UTC).date().isoformat(), build_selection.vars_fingerprint(args.vars),
-        args.sources_json,
+        lake,
     )  # fmt: skip
     pipeline.say(f"state for the next build: {saved}")
     return 0

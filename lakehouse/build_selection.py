@@ -2,27 +2,33 @@
 
 A warm ``dbt build`` costs about the same whether one source brought new rows or none did: the
 cost is per statement, not per row. So the platform's build (``lakehouse build``, the dbt step
-of ``make run``) asks dbt what changed and builds only that, with dbt's own state mechanism:
+of ``make run``) asks what changed and builds only that, with dbt's own graph and state
+selectors:
 
-1. ``dbt source freshness`` runs first, on every build: it is the time-based check of bronze,
-   and it writes ``sources.json`` (each source's newest ``_loaded_at``, which dlt stamps on every
-   row it writes).
-2. Against the artifacts of the last *successful* platform build, kept under the lake home
-   (``<home>/state/dbt-last-build``: its ``manifest.json`` and the ``sources.json`` read before
-   it), ``dbt build`` selects
-   - ``source_status:fresher+``: sources loaded since, with everything downstream and its tests;
+1. Before dbt starts, the Delta log of every bronze table is read (lakehouse/lake_sources.py,
+   milliseconds, no engine): its version, and its last load. That is the time-based check of
+   bronze, on every build: a source past the ``freshness`` it declares is reported, as ``dbt
+   source freshness`` reports it (the hourly dq_watchdog DAG still runs that command, and fails
+   on an error-level breach).
+2. Against the state of the last *successful* platform build, kept under the lake home
+   (``<home>/state/dbt-last-build``: its ``manifest.json`` and the versions read before it,
+   ``lake.json``), ``dbt build`` selects
+   - ``source:<source>.<table>+`` for every source (of those that declare freshness) whose
+     Delta version changed since: what was loaded, with everything downstream and its tests
+     (the nodes ``source_status:fresher+`` selects; a version also sees a load that only
+     deleted rows, which leaves ``max(_loaded_at)`` as it was);
    - ``state:modified+``: models, tests, macros or configs whose code changed, and downstream;
    - ``tag:time_based`` tests, on every build: their verdict depends on the clock (recency);
    - ``tag:as_of_today+`` once the UTC date changed since the last build: models whose result
      depends on today's date (``fx_rates_daily`` runs its calendar up to today), and downstream.
-3. Only a build that succeeded replaces the saved artifacts.
+3. Only a build that succeeded replaces the saved state.
 
 The build builds everything, never guessing, when there is no saved state (an empty lake, a new
-lake home), when the last build began but did not succeed (it may have rebuilt models from code,
-vars or data the next build no longer has: dbt's state compares code with the last success
-only), when the project's or the run's vars differ from the last build's (``state:modified``
-does not see vars), when the artifacts are of another dbt version, or when a source's freshness
-could not be read.
+lake home, a state saved before ``lake.json`` existed), when the last build began but did not
+succeed (it may have rebuilt models from code, vars or data the next build no longer has: dbt's
+state compares code with the last success only), when the project's or the run's vars differ
+from the last build's (``state:modified`` does not see vars), when the artifacts are of another
+dbt version, or when a source's Delta table could not be read.
 ``dbt build`` typed by hand (``lakehouse dbt build``) selects nothing of this: it builds and
 tests everything, as dbt does.
 """
@@ -41,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from lakehouse import dbt_cli
+from lakehouse import dbt_cli, lake_sources
 from lakehouse.config import Settings
 
 # Tests whose verdict depends on the clock (recency): run on every build. Set in the yml.
@@ -50,6 +56,7 @@ TIME_BASED_TAG = "time_based"
 # separate tag, as a model's tags pass to its tests (which need not run on every build).
 AS_OF_TODAY_TAG = "as_of_today"
 RECORD = "build.json"
+LAKE = "lake.json"  # the bronze versions read before the build (lakehouse/lake_sources.py)
 
 
 def state_dir(settings: Settings) -> Path:
@@ -77,18 +84,6 @@ class Plan:
         return ["build", "--select", *self.select, "--state", str(state_dir(settings))]
 
 
-def _results(sources_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["unique_id"]: r for r in sources_json.get("results", [])}
-
-
-def _source_name(unique_id: str) -> str:
-    return ".".join(unique_id.split(".")[-2:])  # source.lakehouse.crm.contacts -> crm.contacts
-
-
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def _load(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -114,15 +109,15 @@ def begin(settings: Settings) -> None:
     _attempt_file(settings).write_text(json.dumps({"started_at": started}) + "\n")
 
 
-def plan(
-    settings: Settings, current_sources: Path, dbt_version: str, today: str, fingerprint: str
-) -> Plan:
-    """Decide what to build, from the freshness just read (``current_sources``: the
-    ``sources.json`` of this build's ``dbt source freshness``) and the saved state."""
+def plan(settings: Settings, lake: dict[str, Any], dbt_version: str, today: str,
+         fingerprint: str) -> Plan:  # fmt: skip
+    """Decide what to build, from the bronze versions just read (``lake``, from
+    ``lake_sources.read``) and the saved state."""
     saved = state_dir(settings)
     record = _load(saved / RECORD)
-    previous = _load(saved / "sources.json")
-    if record is None or previous is None or not (saved / "manifest.json").is_file():
+    previous = lake_sources.load(saved / LAKE)
+    manifest = _load(saved / "manifest.json")
+    if record is None or previous is None or manifest is None:
         return Plan(reasons=[f"no successful platform build recorded in {saved}: building "
                              "everything"])  # fmt: skip
     if attempt := _load(_attempt_file(settings)):
@@ -133,24 +128,21 @@ def plan(
     if record.get("dbt_version") != dbt_version:
         return Plan(reasons=[f"the last build's artifacts are of dbt {record.get('dbt_version')}"
                              f", this is {dbt_version}: building everything"])  # fmt: skip
-    current = _load(current_sources)
-    if current is None:
-        return Plan(reasons=["`dbt source freshness` wrote no sources.json: building everything"])
-    now = _results(current)
-    unreadable = sorted(_source_name(u) for u, r in now.items() if r.get("max_loaded_at") is None)
+    sources = lake_sources.tables(manifest)
+    unreadable = [t.name for t in sources if lake_sources.of(t, lake) is None]
     if unreadable:
-        return Plan(reasons=[f"freshness of {', '.join(unreadable)} could not be read: building "
-                             "everything"])  # fmt: skip
-    before = {uid: _when(r.get("max_loaded_at")) for uid, r in _results(previous).items()}
-    fresher = sorted(  # as dbt's source_status:fresher decides, for the terminal
-        _source_name(uid)
-        for uid, result in now.items()
-        if (was := before.get(uid)) is None or _when(result["max_loaded_at"]) > was
-    )
+        return Plan(reasons=[f"the Delta table of {', '.join(unreadable)} could not be read: "
+                             "building everything"])  # fmt: skip
+    fresher = [  # every commit since (a load, an update, a delete) is a new version
+        t.name
+        for t in sources
+        if (was := lake_sources.of(t, previous)) is None
+        or was["version"] != lake_sources.of(t, lake)["version"]  # type: ignore[index]
+    ]
     time_based_tests = f"tag:{TIME_BASED_TAG},resource_type:test"
-    select = ["source_status:fresher+", "state:modified+", time_based_tests]
+    select = [*(f"source:{name}+" for name in fresher), "state:modified+", time_based_tests]
     reasons = [
-        "sources loaded since the last build (source_status:fresher+): "
+        "sources loaded since the last build (their Delta version changed): "
         + (", ".join(fresher) if fresher else "none"),
         "code changed since the last build (state:modified+): dbt compares with "
         f"{saved / 'manifest.json'}",
@@ -169,18 +161,18 @@ def remember(
     dbt_version: str,
     today: str,
     fingerprint: str,
-    sources_json: Path | None = None,
+    lake: dict[str, Any],
 ) -> Path:
-    """Keep this successful build's manifest and the freshness read before it (``sources_json``,
-    default the one in ``target_dir``) as the state the next build compares with. Written into
-    a new folder, then swapped in: a crash leaves the previous state whole (the next build then
-    selects too much, never too little)."""
+    """Keep this successful build's manifest and the bronze versions read before it (``lake``)
+    as the state the next build compares with. Written into a new folder, then swapped in: a
+    crash leaves the previous state whole (the next build then selects too much, never too
+    little)."""
     saved = state_dir(settings)
     fresh = saved.with_name(saved.name + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     shutil.copy2(target_dir / "manifest.json", fresh / "manifest.json")
-    shutil.copy2(sources_json or target_dir / "sources.json", fresh / "sources.json")
+    lake_sources.save(lake, fresh / LAKE)
     finished = datetime.now(UTC).isoformat(timespec="seconds")
     record = {"dbt_version": dbt_version, "built_on": today, "finished_at": finished,
               "vars": fingerprint}  # fmt: skip
@@ -193,6 +185,18 @@ def remember(
     shutil.rmtree(old, ignore_errors=True)
     _attempt_file(settings).unlink(missing_ok=True)
     return saved
+
+
+def freshness(lake: dict[str, Any], *manifests: Path) -> str | None:
+    """The time-based check of bronze, from the Delta log just read: one line for the
+    terminal, judged by the ``freshness`` each source declares in the first of ``manifests``
+    that lists any. None when none does yet (a project dbt has not parsed)."""
+    for path in manifests:
+        if (manifest := _load(path)) and (sources := lake_sources.tables(manifest)):
+            if stale := lake_sources.stale(sources, lake):
+                return f"stale sources (Delta log, declared freshness): {', '.join(stale)}"
+            return f"bronze freshness (Delta log): all {len(sources)} sources within their limits"
+    return None
 
 
 def forget(settings: Settings) -> None:
@@ -220,21 +224,21 @@ def summary(run_results: dict[str, Any]) -> list[str]:
 def build(
     settings: Settings, everything: bool = False, say: Callable[[str], None] = print
 ) -> subprocess.CompletedProcess:
-    """The platform's build: source freshness, then ``dbt build`` of what changed (all of it
-    with ``everything``); on success the artifacts become the state the next build compares
-    with. Returns the ``dbt build`` process (its return code says whether it succeeded)."""
+    """The platform's build: bronze's Delta versions and freshness, then ``dbt build`` of what
+    changed (all of it with ``everything``); on success the manifest and the versions become
+    the state the next build compares with. Returns the ``dbt build`` process (its return
+    code says whether it succeeded)."""
+    lake = lake_sources.read(settings.lake_dir)  # before dbt: a load during the build counts next
     target = dbt_cli.target_dir()
-    (target / "sources.json").unlink(missing_ok=True)  # never judge by an older freshness
-    dbt_cli.dbt(settings, "source", "freshness", check=False)
-    stale = _stale(target / "sources.json")
-    if stale:
-        say(f"  stale sources (dbt source freshness): {', '.join(stale)}")
+    judged = freshness(lake, state_dir(settings) / "manifest.json")
+    if judged:
+        say(f"  {judged}")
     version, today = dbt_cli.dbt_version(), datetime.now(UTC).date().isoformat()
     fingerprint = vars_fingerprint()
     chosen = (
         Plan(reasons=["asked to build everything"])
         if everything
-        else plan(settings, target / "sources.json", version, today, fingerprint)
+        else plan(settings, lake, version, today, fingerprint)
     )
     for reason in chosen.reasons:
         say(f"  {reason}")
@@ -246,40 +250,35 @@ def build(
     if run_results := _load(target / "run_results.json"):
         for line in summary(run_results):
             say(f"  {line}")
-    if result.returncode == 0 and (target / "sources.json").is_file():
-        saved = remember(settings, target, version, today, fingerprint)
+    if not judged and (judged := freshness(lake, target / "manifest.json")):
+        say(f"  {judged}")  # the first build: judged by the manifest dbt just wrote
+    if result.returncode == 0:
+        saved = remember(settings, target, version, today, fingerprint, lake)
         say(f"  state for the next build: {saved}")
-    elif result.returncode != 0:
+    else:
         say("  the build failed: the next build builds everything")
     return result
 
 
-def _stale(sources_json: Path) -> list[str]:
-    """Sources past their freshness warn or error age (or whose freshness failed)."""
-    current = _load(sources_json) or {}
-    return sorted(
-        f"{_source_name(uid)} ({r.get('status')})"
-        for uid, r in _results(current).items()
-        if r.get("status") not in ("pass", None)
-    )
-
-
 def plan_selected(
-    settings: Settings, sources_json: Path, run_vars: dict[str, Any] | None = None
+    settings: Settings, lake_state: Path, run_vars: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The plan for a build (about to begin) whose freshness is ``sources_json`` (the Airflow
-    producer's) and vars ``run_vars``, with every node it selects spelt out by ``dbt ls``: what
-    a build elsewhere (Cosmos' producer, in its own copy of the project) can select by name.
-    ``everything`` means no selection."""
-    target = settings.state_dir / "dbt-plan-target"  # kept: dbt's partial parse lives there
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(sources_json, target / "sources.json")  # source_status reads it from there
+    """The plan for a build (about to begin) with vars ``run_vars``, with every node it selects
+    spelt out by ``dbt ls``: what a build elsewhere (Cosmos' producer, in its own copy of the
+    project) can select by name. The bronze versions it was planned on are written to
+    ``lake_state``, for ``remember`` once that build succeeded. ``everything`` means no
+    selection."""
+    lake = lake_sources.read(settings.lake_dir)
+    lake_sources.save(lake, lake_state)
     version, today = dbt_cli.dbt_version(), datetime.now(UTC).date().isoformat()
-    chosen = plan(settings, sources_json, version, today, vars_fingerprint(run_vars))
+    chosen = plan(settings, lake, version, today, vars_fingerprint(run_vars))
     begin(settings)
-    out: dict[str, Any] = {"everything": chosen.everything, "reasons": chosen.reasons}
+    judged = freshness(lake, state_dir(settings) / "manifest.json")
+    out: dict[str, Any] = {"everything": chosen.everything,
+                           "reasons": ([judged] if judged else []) + chosen.reasons}  # fmt: skip
     if chosen.everything:
         return out
+    target = settings.state_dir / "dbt-plan-target"  # kept: dbt's partial parse lives there
     listed = dbt_cli.dbt(
         settings, "ls", "--quiet", "--select", *chosen.select, "--state", str(state_dir(settings)),
         "--output", "json", "--output-keys", "unique_id", "name", "resource_type", "source_name",

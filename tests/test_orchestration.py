@@ -271,7 +271,9 @@ def test_unit_tests_run_inside_the_cosmos_build(stack: Stack) -> None:
 def test_a_build_with_nothing_new_skips_every_model_task(stack: Stack) -> None:
     """build_analytics builds what changed since its last success (lakehouse_airflow/
     build_selection.py): run again with nothing loaded since, every model task ends skipped,
-    none waits, the time-based test still runs, and the run (publish included) succeeds."""
+    none waits, the time-based test and the freshness check still run (the freshness from the
+    Delta log, without a dbt source freshness process), and the run (publish included)
+    succeeds."""
     client = stack.client
     first = client.trigger("build_analytics")
     assert client.wait("build_analytics", first, timeout_s=1800)["state"] == "success"
@@ -292,8 +294,11 @@ def test_a_build_with_nothing_new_skips_every_model_task(stack: Stack) -> None:
     )
     text = json.dumps(log)
     assert "expect_row_values_to_have_recent_data" in text  # the time-based test ran
-    assert "freshness of kafka.events" in text  # and source freshness
+    assert "freshness of kafka.events" not in text  # no dbt source freshness ran before it
     assert json.loads(saved.read_text())["finished_at"] > recorded  # recorded as the new state
+    # the bronze versions (and freshness) were read by the producer's callback, for this run
+    lake = json.loads((saved.parent / build_selection.LAKE).read_text())
+    assert lake["read_at"] >= recorded and "bronze/kafka/events" in lake["tables"]
 
 
 def test_a_failing_model_retries_with_backoff_then_alerts(stack: Stack) -> None:

@@ -1,10 +1,11 @@
 """The platform's build (`lakehouse build`, `make run`'s dbt step) does only what changed.
 
 On the suite's engine and lake: with no saved state it builds everything; with nothing new it
-rebuilds no model yet still reads source freshness and runs the time-based tests; after a load of
-one source it rebuilds exactly that source's downstream, with every test of what it rebuilt; a
-changed model is rebuilt with its downstream; and after a failed build the next one builds
-everything. The tests run in order: each starts from the state the previous left.
+runs one dbt process, rebuilds no model, yet still judges bronze freshness (from the Delta log)
+and runs the time-based tests; after a load of one source it rebuilds exactly that source's
+downstream, with every test of what it rebuilt; a changed model is rebuilt with its downstream;
+and after a failed build the next one builds everything. The tests run in order: each starts
+from the state the previous left.
 """
 
 from __future__ import annotations
@@ -26,11 +27,28 @@ MODELS = dbt_cli.DBT_PROJECT_DIR / "models"
 
 
 def _build(settings: Settings) -> tuple[int, dict[str, str], list[str]]:
-    """One platform build: its return code, the status of every node it ran, what it said."""
+    """One platform build: its return code, the status of every node it ran, what it said
+    (with ``dbt <command>`` for every dbt process it started, as the last lines)."""
     said: list[str] = []
-    result = build_selection.build(settings, say=said.append)
+    started: list[str] = []
+    run_dbt = dbt_cli.dbt
+
+    def counted(settings: Settings, *args: str, **kwargs: Any) -> Any:
+        started.append(f"dbt {args[0]}")
+        return run_dbt(settings, *args, **kwargs)
+
+    dbt_cli.dbt = counted  # counts the processes; each still runs the real dbt
+    try:
+        result = build_selection.build(settings, say=said.append)
+    finally:
+        dbt_cli.dbt = run_dbt
     run_results = json.loads((dbt_cli.target_dir() / "run_results.json").read_text())
-    return result.returncode, {r["unique_id"]: r["status"] for r in run_results["results"]}, said
+    statuses = {r["unique_id"]: r["status"] for r in run_results["results"]}
+    return result.returncode, statuses, said + started
+
+
+def _dbt_processes(said: list[str]) -> list[str]:
+    return [line for line in said if line.startswith("dbt ")]
 
 
 def _manifest() -> dict[str, Any]:
@@ -106,8 +124,19 @@ def test_with_no_state_everything_is_built_and_tested(spark: Settings, first_bui
     every_model = {uid for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
     assert _models(first_build) == every_model
     assert _tests_of(manifest, every_model) <= set(first_build)
-    assert (build_selection.state_dir(spark) / "manifest.json").is_file()
-    assert (build_selection.state_dir(spark) / "sources.json").is_file()
+    saved = build_selection.state_dir(spark)
+    assert (saved / "manifest.json").is_file()
+    # the bronze versions the next build compares with: every source that declares freshness
+    lake = json.loads((saved / build_selection.LAKE).read_text())["tables"]
+    declared = {
+        f"bronze/{n['meta'].get('bronze_dataset') or n['source_meta']['bronze_dataset']}/"
+        f"{n['identifier']}"
+        for n in manifest["sources"].values()
+        if n.get("loaded_at_field")
+        and (n.get("freshness") or {}).get("warn_after", {}).get("count")
+    }
+    assert declared and declared <= set(lake), (declared, lake)
+    assert all(isinstance(lake[key]["version"], int) for key in declared)
 
 
 def test_nothing_new_rebuilds_nothing_but_checks_time(spark: Settings, first_build) -> None:
@@ -120,12 +149,15 @@ def test_nothing_new_rebuilds_nothing_but_checks_time(spark: Settings, first_bui
     assert code == 0, said
     assert _models(statuses) == set()
     assert DeltaTable(str(gold)).version() == version  # not even rewritten
-    # the time-based checks ran: the recency test, and source freshness read just now
+    # one dbt process: no `dbt source freshness` before the build
+    assert _dbt_processes(said) == ["dbt build"], said
+    # the time-based checks ran: the recency test, and bronze freshness read just now
     time_based = _time_based_tests(_manifest())
     assert time_based and {uid for uid in statuses if uid.startswith("test.")} == time_based
-    freshness = json.loads((dbt_cli.target_dir() / "sources.json").read_text())
-    assert datetime.fromisoformat(freshness["metadata"]["generated_at"]) >= started
-    assert any("none" in line for line in said if "source_status:fresher+" in line)
+    assert any("(Delta log" in line for line in said), said
+    lake = json.loads((build_selection.state_dir(spark) / build_selection.LAKE).read_text())
+    assert datetime.fromisoformat(lake["read_at"]) >= started.replace(microsecond=0)
+    assert any(line.endswith("version changed): none") for line in said), said
 
 
 def test_a_load_of_one_source_rebuilds_exactly_its_downstream(spark: Settings, first_build) -> None:
@@ -140,7 +172,8 @@ def test_a_load_of_one_source_rebuilds_exactly_its_downstream(spark: Settings, f
     assert "model.lakehouse.stg_fx__rates" in downstream
     assert _models(statuses) == downstream
     assert _tests_of(manifest, downstream) <= set(statuses)
-    assert any("fx.rates" in line for line in said)
+    assert any(line.endswith("version changed): fx.rates") for line in said), said
+    assert any("source:fx.rates+" in line for line in said), said  # dbt's own graph selector
 
 
 def test_a_changed_model_is_rebuilt_with_its_downstream(

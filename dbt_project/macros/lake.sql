@@ -52,11 +52,13 @@
   Every dbt invocation runs it, so it asks the catalog once what exists (`show databases`, then
   `show tables` per source schema) and creates only what is missing: one statement per schema
   instead of a `create schema` and a `create table if not exists` per source table (34
-  statements, run one after the other before the first model could start).
+  statements, run one after the other before the first model could start). An invocation none
+  of whose selected nodes reads a source (the platform's build with nothing new runs only tests
+  of silver models) has nothing to register and asks nothing.
 -#}
 {% macro register_bronze_sources() %}
   {#- Only the lake engine reads bronze; warehouse targets (publish) have no lake. -#}
-  {%- if execute and target.type == 'spark' -%}
+  {%- if execute and target.type == 'spark' and selection_reads_a_source() -%}
     {%- set lake = lake_dir() -%}
     {%- set wanted = {} -%}
     {%- for node in graph.sources.values() -%}
@@ -84,4 +86,24 @@
       {%- endfor -%}
     {%- endif -%}
   {%- endif -%}
+{% endmacro %}
+
+
+{#-
+  Whether any node this invocation selected (`selected_resources`) reads a source: a model or
+  test over one, or a source itself; any unit test, whose fixtures may stand in for a source
+  (dbt then reads that source's columns). Models further downstream read what dbt built, not
+  bronze.
+-#}
+{% macro selection_reads_a_source() %}
+  {%- for unique_id in selected_resources -%}
+    {%- if unique_id.startswith('source.') or unique_id.startswith('unit_test.') -%}
+      {{ return(true) }}
+    {%- endif -%}
+    {%- set node = graph.nodes.get(unique_id) -%}
+    {%- for parent in (node.depends_on.nodes if node else []) if parent.startswith('source.') -%}
+      {{ return(true) }}
+    {%- endfor -%}
+  {%- endfor -%}
+  {{ return(false) }}
 {% endmacro %}

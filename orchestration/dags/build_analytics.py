@@ -7,8 +7,9 @@ threads against the long-running Spark Thrift Server, and each model's task watc
 finish, so the DAG costs about what the CLI ``dbt build`` costs while every model can still be
 seen, retried (a retry re-runs just that model) and alerted on. Unit tests run in that build.
 Like ``lakehouse build``, the producer builds only what changed since the last successful build
-(source freshness first, then ``source_status:fresher+``, ``state:modified+`` and the time-based
-tests; everything when there is no saved state): model tasks with nothing new end ``skipped``.
+(the bronze tables whose Delta version changed, with their downstream; ``state:modified+``; the
+time-based tests; everything when there is no saved state): model tasks with nothing new end
+``skipped``.
 Then gold is published to each warehouse (idempotent, so retries are safe). The run promises
 to finish within ``build_deadline_s`` of being queued.
 """
@@ -57,12 +58,9 @@ with DAG(
             dbt_executable_path=cfg.dbt,
             dbt_project_path=cfg.dbt_project_dir,
             # Build what changed since the last successful build (lakehouse_airflow/
-            # build_selection.py): the producer reads source freshness, then the callback
-            # narrows its build and marks the model tasks it leaves out skipped.
-            setup_operator_args={
-                "_check_source_freshness": True,
-                "freshness_callback": select_changed,
-            },
+            # build_selection.py): right before the producer's dbt build, the callback narrows
+            # it and marks the model tasks it leaves out skipped.
+            setup_operator_args={"on_execute_callback": select_changed},
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH

@@ -1,12 +1,14 @@
 """build_analytics builds what changed, as ``lakehouse build`` does (lakehouse/build_selection.py).
 
-Cosmos' WATCHER producer runs ``dbt source freshness`` before its ``dbt build`` when asked to
-(``_check_source_freshness``), then hands the freshness to a callback. ``select_changed`` is
-that callback: it asks the platform (``lakehouse build --plan``, in the dbt environment) what
-changed since the last successful build, narrows the producer's build to those nodes, and
-marks every model task it leaves out ``skipped`` (its model and its tests), so no watcher waits
-for a node the build will never report. ``remember_build`` runs after the producer's build
-succeeded and records it as the state the next build compares with.
+``select_changed`` runs as the Cosmos WATCHER producer's ``on_execute_callback``, right before
+its ``dbt build``: it asks the platform (``lakehouse build --plan``, in the dbt environment)
+what changed since the last successful build (bronze Delta versions read from the lake's
+transaction logs, ``state:modified``, the time-based tests), narrows the producer's build to
+those nodes, and marks every model task it leaves out ``skipped`` (its model and its tests), so
+no watcher waits for a node the build will never report. ``remember_build`` runs after the
+producer's build succeeded and records it as the state the next build compares with. If the
+plan fails, Airflow logs the callback's error and runs the task as it is: the producer builds
+everything and, with no bronze versions kept, records nothing (never too little is built).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from lakehouse_airflow.settings import load
 log = logging.getLogger(__name__)
 PRODUCER_TASK = "dbt_producer_watcher"  # cosmos.constants.PRODUCER_WATCHER_TASK_ID's suffix
 SKIPPED = "skipped"
-# The producer's freshness, kept for remember_build (same task, same process, one DAG run).
-_FRESHNESS: dict[str, Path] = {}
+# The bronze versions the producer's build was planned on, kept for remember_build (same task,
+# same process, one DAG run).
+_LAKE_STATE: dict[str, Path] = {}
 
 
 def _key(unique_id: str, suffix: str) -> str:
@@ -38,58 +41,54 @@ def _vars(producer: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def select_changed(
-    context: Any, dag: Any, task_group: Any, nodes: Any, sources_json: dict[str, Any] | None
-) -> list[tuple[str, str]]:
-    """Cosmos ``freshness_callback``: narrow the producer's build to what changed."""
-    if not sources_json:
-        log.info("no freshness results: building everything")
-        return []
+def select_changed(context: Any) -> None:
+    """The producer's ``on_execute_callback``: narrow its build to what changed."""
     cfg = load()
-    kept = Path(tempfile.mkdtemp(prefix="build-freshness-")) / "sources.json"
-    kept.write_text(json.dumps(sources_json))
     ti = context["ti"]
-    _FRESHNESS[ti.run_id] = kept
-    argv = [str(cfg.lakehouse), "build", "--plan", "--sources-json", str(kept),
-            "--vars", json.dumps(_vars(ti.task))]  # fmt: skip
+    producer = ti.task
+    kept = Path(tempfile.mkdtemp(prefix="build-lake-")) / "lake.json"
+    argv = [str(cfg.lakehouse), "build", "--plan", "--lake-state", str(kept),
+            "--vars", json.dumps(_vars(producer))]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    _LAKE_STATE[ti.run_id] = kept
     plan = json.loads(done.stdout.strip().splitlines()[-1])
     for reason in plan["reasons"]:
         log.info("build selection: %s", reason)
     if plan["everything"]:
-        return []
-    producer = ti.task
+        return
     producer.select = " ".join(plan["select"])
     selected = set(plan["selected"])
+    graph = getattr(producer.task_group, "dbt_graph", None)  # the DbtTaskGroup's rendered graph
     left_out = sorted(
-        uid for uid in (nodes or {}) if uid.startswith("model.") and uid not in selected
+        uid
+        for uid in (getattr(graph, "nodes", None) or {})
+        if uid.startswith("model.") and uid not in selected
     )
     log.info("build selection: %d node(s) to build; %d model task(s) skipped: %s",
              len(selected), len(left_out), ", ".join(left_out) or "none")  # fmt: skip
     for uid in left_out:
         # What the producer would report, had it run the node; its tests too (their aggregated
-        # status would never come: they do not all run). Pushed here rather than returned, as
-        # Cosmos would also --exclude them, and with them a test that covers a model built.
+        # status would never come: they do not all run).
         ti.xcom_push(key=_key(uid, "status"), value={"status": SKIPPED, "outlet_uris": []})
         ti.xcom_push(key=_key(uid, "tests_status"), value=SKIPPED)
-    return []
 
 
 def remember_build(project_dir: str, lakehouse: str, context: Any = None, **_: Any) -> None:
     """Cosmos callback after a dbt command: once the producer's ``dbt build`` succeeded, its
-    manifest and the freshness read before it become the state the next build compares with."""
+    manifest and the bronze versions read before it become the state the next build compares
+    with."""
     if context is None or not context["ti"].task_id.endswith(PRODUCER_TASK):
         return
     target = Path(project_dir) / "target"
     results = target / "run_results.json"
-    freshness = _FRESHNESS.pop(context["ti"].run_id, None)
-    if freshness is None or not results.is_file():
-        return  # the freshness run itself, or a build that never started
+    lake_state = _LAKE_STATE.pop(context["ti"].run_id, None)
+    if lake_state is None or not results.is_file():
+        return  # a build that was never planned, or never started
     statuses = {r["status"] for r in json.loads(results.read_text())["results"]}
     if statuses & {"error", "fail", "runtime error"}:
         log.info("build failed: the next build compares with the same state again")
         return
     run_vars = json.dumps(_vars(context["ti"].task))
     argv = [lakehouse, "build", "--remember", "--target-dir", str(target),
-            "--sources-json", str(freshness), "--vars", run_vars]  # fmt: skip
+            "--lake-state", str(lake_state), "--vars", run_vars]  # fmt: skip
     subprocess.run(argv, check=True)
