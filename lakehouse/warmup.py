@@ -102,7 +102,7 @@ def warm_up(settings: Settings) -> float:
             try:
                 try:
                     cursor.execute(f"drop schema if exists {SCHEMA} cascade")
-                    cursor.execute(f"create schema {SCHEMA}")
+                    cursor.execute(f"create schema if not exists {SCHEMA}")
                     for _ in range(rounds):
                         for statement in ROUND:
                             cursor.execute(statement)
