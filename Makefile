@@ -70,10 +70,13 @@ $(CHROMIUM):
 		echo "the UI tests need Chromium at $(CHROMIUM): install Debian's chromium package"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Two pytest workers: the modules on the suite's lake run in order on one, the modules that share
+# nothing with it (the crash-recovery runs, their own servers and homes) beside them on the other
+# (tests/conftest.py places each module; docs/performance.md has the times).
 test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 # The bench's own lake home, emptied at each start: never the data of `make run` or the tests.
 SCALE ?= 1
@@ -122,7 +125,7 @@ format: $(SETUP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 clean-data: down ## delete the local lake, warehouse and metastore
-	rm -rf .lakehouse .lakehouse-test .lakehouse-bench dbt_project/target dbt_project/logs
+	rm -rf .lakehouse .lakehouse-test .lakehouse-test-* .lakehouse-bench dbt_project/target dbt_project/logs
 
 clean: clean-data ## also delete the environments and jar cache
 	rm -rf $(VENV) $(AIRFLOW_VENV) .cache
