@@ -70,13 +70,15 @@ $(CHROMIUM):
 		echo "the UI tests need Chromium at $(CHROMIUM): install Debian's chromium package"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-# Two pytest workers: the modules on the suite's lake run in order on one, the modules that share
-# nothing with it (the crash-recovery runs, their own servers and homes) beside them on the other
-# (tests/conftest.py places each module; docs/performance.md has the times).
+# Two pytest workers: the modules on the suite's lake in order on one; beside them on the other,
+# the modules that share nothing with it (crash recovery, the service tests), then Airflow's on a
+# lake of its own (tests/conftest.py places each module; docs/performance.md: `make test`).
+# TEST_WORKERS=0 runs the suite in one process, in file order.
+TEST_WORKERS ?= 2
 test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n $(TEST_WORKERS)
 
 # The bench's own lake home, emptied at each start: never the data of `make run` or the tests.
 SCALE ?= 1
