@@ -70,10 +70,15 @@ $(CHROMIUM):
 		echo "the UI tests need Chromium at $(CHROMIUM): install Debian's chromium package"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Two pytest workers: the modules on the suite's lake in order on one; beside them on the other,
+# the modules that share nothing with it (crash recovery, the service tests), then Airflow's on a
+# lake of its own (tests/conftest.py places each module; docs/performance.md: `make test`).
+# TEST_WORKERS=0 runs the suite in one process, in file order.
+TEST_WORKERS ?= 2
 test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS)
 
 # The bench's own lake home, emptied at each start: never the data of `make run` or the tests.
 SCALE ?= 1
@@ -122,7 +127,7 @@ format: $(SETUP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 clean-data: down ## delete the local lake, warehouse and metastore
-	rm -rf .lakehouse .lakehouse-test .lakehouse-bench dbt_project/target dbt_project/logs
+	rm -rf .lakehouse .lakehouse-test .lakehouse-test-* .lakehouse-bench dbt_project/target dbt_project/logs
 
 clean: clean-data ## also delete the environments and jar cache
 	rm -rf $(VENV) $(AIRFLOW_VENV) .cache

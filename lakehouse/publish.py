@@ -34,7 +34,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -43,7 +42,7 @@ from deltalake import DeltaTable
 
 from lakehouse import catalog, ops
 from lakehouse.config import Settings
-from lakehouse.dbt_cli import dbt
+from lakehouse.dbt_cli import dbt, target_dir
 from lakehouse.lineage import emit, naming
 from lakehouse.lineage.emit import Dataset
 from lakehouse.warehouses import Warehouse, warehouse
@@ -264,8 +263,9 @@ def serve(
                 "--target", wh.dbt_target,
                 "--select", models,
                 # The lake build's artefacts (manifest, run results) in target/ stay untouched;
-                # each warehouse target keeps its own partial parse.
-                "--target-path", str(Path("target") / f"publish_{wh.name}"),
+                # each warehouse target keeps its own partial parse, inside the target folder of
+                # this process (DBT_TARGET_PATH: a run beside another has its own).
+                "--target-path", str(target_dir() / f"publish_{wh.name}"),
                 *(["--full-refresh"] if full_refresh else []),
                 check=False,
                 timeout_s=timeout_s,

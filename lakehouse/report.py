@@ -23,7 +23,8 @@ from deltalake.exceptions import TableNotFoundError
 
 from ingestion.contracts import QUARANTINE_TABLE
 from lakehouse import ops, watchdog
-from lakehouse.config import REPO_ROOT, Settings
+from lakehouse.config import Settings
+from lakehouse.dbt_cli import target_dir
 
 STEP_COLOURS = {"ingest": "#4c78a8", "dbt": "#f58518", "publish": "#54a24b"}
 RUNS_SHOWN = 12
@@ -64,7 +65,7 @@ def freshness(settings: Settings, now: datetime) -> list[Freshness]:
 
 def _freshness_limits() -> dict[str, tuple[float, float]]:
     """(warn, error) hours per bronze dataset from the dbt manifest, when one was compiled."""
-    manifest = REPO_ROOT / "dbt_project" / "target" / "manifest.json"
+    manifest = target_dir() / "manifest.json"  # this process's dbt target (DBT_TARGET_PATH)
     if not manifest.exists():
         return {}
     hours = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}

@@ -17,7 +17,6 @@ import pytest
 from lakehouse.config import REPO_ROOT, Settings, load_settings
 
 TEST_HOME = REPO_ROOT / ".lakehouse-test"
-os.environ.setdefault("LAKEHOUSE_HOME", str(TEST_HOME))
 TEST_ENV = {
     "LAKEHOUSE_THRIFT_PORT": os.environ.get("LAKEHOUSE_TEST_THRIFT_PORT", "10100"),
     # The suite's own source systems, beside any a developer runs on the default ports.
@@ -30,14 +29,94 @@ TEST_ENV = {
     # small but dirty: every kind of bad record the generator makes shows up at least once
     "LAKEHOUSE_DIRTY_SHARE": "0.1",
 }
+PORT_VARIABLES = [name for name in TEST_ENV if name.endswith("_PORT")]
+
+
+def _unused_ports(n: int) -> list[int]:
+    """``n`` distinct ports nothing listens on now (held open together while chosen)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# pytest-xdist's worker id (gw0, gw1, ...) when `make test` runs the suite on two workers. Each
+# worker that builds a lake has its own (test_orchestration's beside the others'), so each has
+# its own dbt target and logs; a worker other than the first also its own home and free ports.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER is not None:
+    _dbt_dir = REPO_ROOT / "dbt_project" / "target" / "xdist" / XDIST_WORKER
+    os.environ["DBT_TARGET_PATH"] = str(_dbt_dir / "target")
+    os.environ["DBT_LOG_PATH"] = str(_dbt_dir / "logs")
+    if XDIST_WORKER != "gw0":
+        TEST_HOME = REPO_ROOT / f".lakehouse-test-{XDIST_WORKER}"
+        os.environ["LAKEHOUSE_HOME"] = str(TEST_HOME)
+        ports = _unused_ports(len(PORT_VARIABLES))
+        os.environ.update(zip(PORT_VARIABLES, map(str, ports), strict=True))
+os.environ.setdefault("LAKEHOUSE_HOME", str(TEST_HOME))
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 
+# `make test` runs the suite on two pytest-xdist workers, one group of modules at a time per
+# worker, each module whole (its module fixtures built once), in this order: ``lake``, the modules
+# on the session's lake, in file order on one worker; ``apart``, the modules that use none of it
+# (their own temporary homes, free ports and servers: the crash-recovery runs, the service tests)
+# beside it on the other; then ``airflow``, on whichever worker is free first, with a lake of its
+# own (XDIST_WORKER above), so the other modules never see its rebuilds and publishes. A module
+# not named here runs in ``lake``; each worker checks the lists against the fixtures each module
+# asks for (pytest_collection_modifyitems).
+APART_MODULES = frozenset({
+    "test_bench.py", "test_config.py", "test_crash_recovery.py", "test_fx_ingestion.py",
+    "test_jars.py", "test_kafka_arrow.py", "test_kafka_service.py", "test_network_binding.py",
+    "test_postgres_service.py", "test_record_properties.py", "test_secrets.py",
+    "test_source_failures.py", "test_watchdog.py",
+})  # fmt: skip
+AIRFLOW_MODULES = frozenset({"test_orchestration.py"})
+# What a lake of the suite is made of: a module asking for any of these must run where it lives.
+LAKE_FIXTURES = frozenset(
+    {"_engine_booting", "spark", "source_systems", "ingested", "dbt_built", "warehouses"}
+)
+
+
+def suite_group(nodeid: str) -> str:
+    """The xdist group of a test, from its module's file name."""
+    module = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    if module in AIRFLOW_MODULES:
+        return "airflow"
+    return "apart" if module in APART_MODULES else "lake"
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's scope scheduler with the groups above as scopes (largest group first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return suite_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Airflow's tests last: they rebuild gold and publish again, which the earlier tests'
-    expectations (first publish, generation 2) must not see."""
+    expectations (first publish, generation 2) must not see. And each module is in the group
+    its fixtures need: a module ``apart`` uses no lake, the ``airflow`` modules are marked."""
     items.sort(key=lambda item: item.get_closest_marker("airflow") is not None)
+    for item in items:
+        group = suite_group(item.nodeid)
+        if group == "apart" and not LAKE_FIXTURES.isdisjoint(item.fixturenames):
+            used = sorted(LAKE_FIXTURES.intersection(item.fixturenames))
+            raise pytest.UsageError(f"{item.nodeid} uses the session's lake ({used}): remove its "
+                                    "module from APART_MODULES in tests/conftest.py")  # fmt: skip
+        if (group == "airflow") != (item.get_closest_marker("airflow") is not None):
+            raise pytest.UsageError(f"{item.nodeid}: AIRFLOW_MODULES in tests/conftest.py and "
+                                    "the airflow marker disagree")  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +170,7 @@ def dbt_built(_engine_booting, ingested: list, spark: Settings) -> Path:
 
     result = pipeline.dbt(spark, "build", check=False)
     assert result.returncode == 0, "dbt build failed; see dbt_project/logs/dbt.log"
-    return pipeline.DBT_PROJECT_DIR / "target"
+    return pipeline.target_dir()
 
 
 @pytest.fixture(scope="session")
@@ -151,15 +230,4 @@ def tmp_settings(tmp_path: Path, monkeypatch) -> Settings:
 def free_ports() -> Callable[[int], list[int]]:
     """``free_ports(n)``: ``n`` distinct ports nothing listens on now, for a test's own servers
     (held open together while chosen, so all differ), never a fixed port two runs could share."""
-
-    def pick(n: int) -> list[int]:
-        sockets = [socket.socket() for _ in range(n)]
-        try:
-            for sock in sockets:
-                sock.bind(("127.0.0.1", 0))
-            return [sock.getsockname()[1] for sock in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
-
-    return pick
+    return _unused_ports

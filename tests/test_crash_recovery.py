@@ -38,7 +38,7 @@ import snowflake.connector
 
 from lakehouse import pipeline, processes, publish, systems
 from lakehouse.config import REPO_ROOT, Settings, load_settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR
+from lakehouse.dbt_cli import target_dir
 from lakehouse.processes import Part
 from lakehouse.services import postgres
 from lakehouse.services import snowflake as snowflake_service
@@ -132,7 +132,7 @@ def lake(
         "DBT_TARGET_PATH": str(root / "dbt-target"),
         "DBT_LOG_PATH": str(root / "dbt-logs"),
     })  # fmt: skip
-    partial_parse = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
+    partial_parse = target_dir() / "partial_parse.msgpack"
     if partial_parse.exists():  # dbt re-parses if it does not fit; a saved parse if it does
         (root / "dbt-target").mkdir()
         (root / "dbt-target" / partial_parse.name).write_bytes(partial_parse.read_bytes())

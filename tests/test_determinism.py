@@ -26,7 +26,7 @@ import snowflake.connector
 from lakehouse import pipeline
 from lakehouse import publish as publishing
 from lakehouse.config import Settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR
+from lakehouse.dbt_cli import target_dir
 from lakehouse.services import snowflake as snowflake_service
 from lakehouse.sql import query, records
 
@@ -66,7 +66,7 @@ def gold_checksums(settings: Settings, table: str) -> dict[str, object]:
 
 def _bronze_tables() -> list[str]:
     """Every bronze table a model reads (from the manifest of the session's build)."""
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((target_dir() / "manifest.json").read_text())
     read = {
         parent
         for node in manifest["nodes"].values()

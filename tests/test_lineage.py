@@ -21,7 +21,7 @@ import pytest
 from ingestion import lineage as ingestion_lineage
 from ingestion.runner import SOURCES
 from lakehouse.config import Settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR
+from lakehouse.dbt_cli import target_dir
 from lakehouse.lineage import emit, graph, naming, site
 from lakehouse.lineage.emit import Dataset
 
@@ -278,7 +278,7 @@ def test_the_registry_lists_every_dataset_with_location_layer_and_owner(
 ) -> None:
     written = site.write_lineage(spark)
     rows = {r["name"]: r for r in json.loads(written.registry.read_text())}
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((target_dir() / "manifest.json").read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
     for model in models:
         row = rows[f"{model['schema']}.{model['alias']}"]

@@ -87,6 +87,10 @@ def stack(
         }
     )
     settings = spark.model_copy(update={"orchestration": orchestration})
+    # Airflow's dbt writes the project's own target/ and logs/, where lakehouse_airflow reads
+    # them (as under `make airflow`), not the folders of this pytest worker (tests/conftest.py).
+    monkeypatch_module.delenv("DBT_TARGET_PATH", raising=False)
+    monkeypatch_module.delenv("DBT_LOG_PATH", raising=False)
     airflow.stop(settings)  # a component left over by an interrupted session
     try:
         for line in airflow.start(settings):

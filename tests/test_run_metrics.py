@@ -20,7 +20,7 @@ from ingestion.runner import SOURCES
 from ingestion.sample_data.world import World
 from lakehouse import catalog, ops, pipeline, report, systems, watchdog
 from lakehouse.config import SchemaPolicy, Settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR
+from lakehouse.dbt_cli import target_dir
 from lakehouse.sql import query
 
 
@@ -44,7 +44,7 @@ def _by_step(rows: list[dict], step: str) -> dict[str, dict]:
 
 def test_one_row_per_job_of_every_step(run, dbt_built) -> None:
     _, rows = run
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((target_dir() / "manifest.json").read_text())
     models = {f"{n['schema']}.{n['alias']}" for n in manifest["nodes"].values()
               if n["resource_type"] == "model" and n["config"]["enabled"]}  # fmt: skip
     assert set(_by_step(rows, "ingest")) == {f"bronze_{s}" for s in SOURCES}

@@ -11,6 +11,7 @@ from the state the previous left.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,26 @@ from lakehouse import build_selection, dbt_cli
 from lakehouse.config import Settings
 from lakehouse.sql import query
 
-MODELS = dbt_cli.DBT_PROJECT_DIR / "models"
+
+@pytest.fixture(scope="module", autouse=True)
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This module's builds run on a copy of the dbt project: its tests edit model files (one
+    into a compile error), which a build beside this module (the crash-recovery runs, Airflow's
+    builds, on the other pytest worker of `make test`) must never read."""
+    copy = tmp_path_factory.mktemp("selective_build") / "dbt_project"
+    shutil.copytree(dbt_cli.DBT_PROJECT_DIR, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("target", "logs"))  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dbt_cli, "DBT_PROJECT_DIR", copy)
+        # its artefacts and partial parse beside it, never mixed with the original's
+        patch.setenv("DBT_TARGET_PATH", str(copy / "target"))
+        patch.setenv("DBT_LOG_PATH", str(copy / "logs"))
+        yield copy
+
+
+def _model_file(*parts: str) -> Path:
+    """A model's file in the project the builds read (this module's copy)."""
+    return dbt_cli.DBT_PROJECT_DIR.joinpath("models", *parts)
 
 
 def _build(settings: Settings) -> tuple[int, dict[str, str], list[str]]:
@@ -180,7 +200,7 @@ def test_a_changed_model_is_rebuilt_with_its_downstream(
     spark: Settings, first_build, edited
 ) -> None:
     _build(spark)
-    model = MODELS / "silver" / "staging" / "redshift" / "stg_redshift__sessions.sql"
+    model = _model_file("silver", "staging", "redshift", "stg_redshift__sessions.sql")
     edited(model, model.read_text() + "\n-- edited by test_selective_build\n")
 
     code, statuses, said = _build(spark)
@@ -197,7 +217,7 @@ def test_after_a_failed_build_the_next_redoes_its_work(
 ) -> None:
     _build(spark)
     _touch_source(spark, "bronze_fx.rates")
-    model = MODELS / "gold" / "finance" / "fx_rates_daily.sql"
+    model = _model_file("gold", "finance", "fx_rates_daily.sql")
     edited(model, model.read_text().replace("with published as", "with published as oops", 1))
 
     code, statuses, _ = _build(spark)

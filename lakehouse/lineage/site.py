@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.config import Settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt
+from lakehouse.dbt_cli import DBT_PROJECT_DIR, dbt, target_dir
 from lakehouse.lineage import graph, page, registry
 
 DBT_DOCS_TARGET = Path("target") / "docs"  # dbt's own target path for `docs generate`
@@ -35,7 +35,8 @@ def lineage_dir(settings: Settings) -> Path:
 
 def _manifest() -> dict:
     """The newest manifest of the lake project (CLI runs, or Airflow's precompiled one)."""
-    targets = (DBT_DOCS_TARGET, Path("target"), Path("target") / "airflow")
+    # target_dir(): the CLI runs' target of this process (DBT_TARGET_PATH, when set)
+    targets = (DBT_DOCS_TARGET, target_dir(), Path("target") / "airflow")
     existing = [DBT_PROJECT_DIR / t / "manifest.json" for t in targets]
     existing = [p for p in existing if p.exists()]
     if not existing:
