@@ -305,7 +305,8 @@ def forget_build_state(settings: Settings) -> None:
 def build_analytics(client: airflow.Client) -> dict[str, Any]:
     """Trigger build_analytics, wait for it; its producer's, dbt tasks' and whole run's times."""
     run_id = client.trigger("build_analytics")
-    run = client.wait("build_analytics", run_id, timeout_s=3600)
+    # every 5 s: each poll is an API request the Airflow side pays and the CLI side does not
+    run = client.wait("build_analytics", run_id, timeout_s=3600, poll_s=5)
     tis = {t["task_id"]: t for t in client.task_instances("build_analytics", run_id)}
     if run["state"] != "success":
         states = {task: t["state"] for task, t in tis.items()}
