@@ -15,7 +15,7 @@ JAR_DIR    := .cache/jars
 KAFKA_JARS := .cache/kafka-jars
 DBT_DEPS   := dbt_project/dbt_packages/.installed
 SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(DBT_DEPS) \
-              $(AIRFLOW_VENV)/.installed
+              $(AIRFLOW_VENV)/.installed $(VENV)/.bytecode $(AIRFLOW_VENV)/.bytecode
 
 export UV_PYTHON_DOWNLOADS := never
 
@@ -34,6 +34,19 @@ $(UV):
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+# Every module's .pyc, written once: without them each Python process compiles what it imports
+# from source again wherever PYTHONDONTWRITEBYTECODE is set (as on the development machines and
+# in CI): ~2 CPU-s per Airflow task process, more per dbt start-up (docs/performance.md).
+# (A sync with nothing to install; uv compiles in parallel and skips what it cannot compile.)
+$(VENV)/.bytecode: $(VENV)/.installed
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
+	@touch $@
+
+$(AIRFLOW_VENV)/.bytecode: $(AIRFLOW_VENV)/.installed
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(AIRFLOW_VENV) $(UV) sync --frozen --compile-bytecode \
+		--project orchestration --python $(PYTHON) --quiet
 	@touch $@
 
 # Airflow + Cosmos get an environment of their own (orchestration/pyproject.toml and uv.lock).

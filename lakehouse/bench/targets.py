@@ -44,7 +44,7 @@ TARGETS: tuple[Target, ...] = (
     Target("generation_2_build_share", "build after generation 2 / warm full build", 0.30, "%"),
     Target("kafka_share", "Kafka to bronze / bare pipeline, same messages", 0.5, "%", True),
     Target("make_run_s", "`make run` from an empty lake, without emulator staging", 300, "s"),
-    Target("cosmos_ratio", "Cosmos build_analytics dbt producer / CLI `dbt build`", 1.2, "x"),
+    Target("cosmos_ratio", "Cosmos build_analytics producer / CLI `lakehouse build`", 1.2, "x"),
     Target("make_test_s", "`make test` on a clean clone", 15 * 60, "s"),
 )
 

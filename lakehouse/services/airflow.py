@@ -140,6 +140,12 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "DO_NOT_TRACK": "1",
         "AIRFLOW__COSMOS__CACHE_DIR": str(settings.state_dir / "cosmos"),
+        # Cosmos' WATCHER producer keeps a backup of every XCom it pushes (a node's status, its
+        # dbt events, its compiled SQL) for its retry. "Reliable" writes the whole backup, again
+        # compressed, to a Variable after every push: one more API call per push, and a growing
+        # payload, in the loop that reads dbt's output while dbt waits on the pipe. Off, the
+        # backup is written once, by the failure and retry callbacks (docs/orchestration.md).
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         # OpenLineage from every task (Cosmos-run dbt models carry column lineage) to a file.
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
             {"type": "file", "log_file_path": str(lineage_file(settings)), "append": True}
