@@ -218,7 +218,7 @@ class Bench:
 
     def airflow(self) -> None:
         """build_analytics' dbt producer against the same build from the CLI (``lakehouse
-        build``: source freshness, the build, the state kept), each right after the same ingest
+        build``: the plan, the build, the state kept), each right after the same ingest
         on the same warm engine, in ``repeat`` pairs; the faster of each side is judged
         (interference on shared cores only ever slows a side down, and the first Airflow build
         also pays Cosmos' first parse). Airflow runs without schedules: the bench triggers."""
@@ -236,8 +236,8 @@ class Bench:
         try:
             client = airflow.Client(settings)
             for i in range(max(1, self.repeat)):
-                # Both sides do the same work: the producer runs `dbt source freshness`, then
-                # builds; with no saved state both build everything (forget_build_state).
+                # Both sides do the same work: the plan (bronze versions from the Delta log),
+                # the build, the state kept; with no saved state both build everything.
                 pipeline.ingest(settings)
                 forget_build_state(settings)
                 cli = self.platform_build(f"CLI lakehouse build, pair {i + 1}")
