@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import psycopg2
 import pyarrow as pa
 import pytest
@@ -28,11 +27,11 @@ from ingestion.sample_data import fill
 from lakehouse import pii, pipeline, systems
 from lakehouse import publish as publishing
 from lakehouse.config import DEFAULT_CONFIG_FILE, REPO_ROOT, Settings
-from lakehouse.dbt_cli import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+from lakehouse.dbt_cli import DBT_PROFILES_DIR, DBT_PROJECT_DIR, target_dir
 from lakehouse.services import postgres
 from lakehouse.services import snowflake as snowflake_service
 from lakehouse.sql import query
-from lakehouse.warehouses import warehouse
+from lakehouse.warehouses import WAREHOUSES, warehouse
 
 KEY = "customer_id"
 
@@ -309,16 +308,14 @@ def _staged(settings: Settings, table: str, batch_id: str) -> int:
     return rows[0]["n"]
 
 
-def _dbt_running(proc: subprocess.Popen, for_s: float) -> bool:
-    """True once the publish's dbt has run ``for_s`` seconds (parsed, now building models)."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-        return any(
-            "dbt" in " ".join(c.cmdline()) and time.time() - c.create_time() > for_s
-            for c in children
-        )
-    except psutil.Error:
-        return False
+def _dbt_serving(since: float) -> bool:
+    """True once the publish's dbt has begun running a publish model: dbt writes each model's
+    runtime SQL just before it sends it (a stage, not a time: a dbt start-up's length varies)."""
+    for wh in WAREHOUSES:
+        run = target_dir() / f"publish_{wh}" / "run"
+        if any(f.stat().st_mtime >= since for f in run.rglob("*.sql") if f.is_file()):
+            return True
+    return False
 
 
 def _assert_exact(settings: Settings, snapshot: publishing.Snapshot) -> None:
@@ -349,8 +346,9 @@ def test_killed_publish_then_rerun_is_exact(published, warehouses: Settings, tmp
 
     # 2. Killed while dbt serves the new snapshot.
     snapshot = _gold_version_with_changes(settings)
+    started = time.time()
     proc = _start_publish(tmp_path, settings, batch_rows=1000)
-    _kill_when(proc, lambda: _dbt_running(proc, for_s=6))
+    _kill_when(proc, lambda: _dbt_serving(started))
     publishing.publish(settings)
     _assert_exact(settings, snapshot)
 

@@ -52,13 +52,16 @@
   Every dbt invocation runs it, so it asks the catalog once what exists (`show databases`, then
   `show tables` per source schema) and creates only what is missing: one statement per schema
   instead of a `create schema` and a `create table if not exists` per source table (34
-  statements, run one after the other before the first model could start). An invocation none
-  of whose selected nodes reads a source (the platform's build with nothing new runs only tests
-  of silver models) has nothing to register and asks nothing.
+  statements, run one after the other before the first model could start). As the project's
+  on-run-start hook (`only_if_selected=true`), an invocation none of whose selected nodes reads a
+  source (the platform's build with nothing new runs only tests of silver models) has nothing
+  to register and asks nothing; called by hand (`dbt run-operation register_bronze_sources`) it
+  always registers.
 -#}
-{% macro register_bronze_sources() %}
+{% macro register_bronze_sources(only_if_selected=false) %}
   {#- Only the lake engine reads bronze; warehouse targets (publish) have no lake. -#}
-  {%- if execute and target.type == 'spark' and selection_reads_a_source() -%}
+  {%- if execute and target.type == 'spark'
+        and (not only_if_selected or selection_reads_a_source()) -%}
     {%- set lake = lake_dir() -%}
     {%- set wanted = {} -%}
     {%- for node in graph.sources.values() -%}
