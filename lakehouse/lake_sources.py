@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError
 
 # Commits that move no data in: not a load.
 MAINTENANCE = {"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "ADD CONSTRAINT"}
@@ -79,12 +79,15 @@ def tables(manifest: dict[str, Any]) -> list[SourceTable]:
 
 
 def read_table(location: Path) -> dict[str, Any] | None:
-    """``{"version", "loaded_at"}`` of the Delta table at ``location``; None if there is none."""
+    """``{"version", "loaded_at"}`` of the Delta table at ``location``; None if there is none
+    or its log cannot be read (a corrupt commit, a file gone): the plan then builds everything,
+    and the build that reads the table reports it with dbt's context."""
     try:
         table = DeltaTable(str(location), without_files=True)
-    except TableNotFoundError:
+        history = table.history(HISTORY)
+    except (DeltaError, OSError):  # TableNotFoundError is a DeltaError
         return None
-    loads = [c for c in table.history(HISTORY) if c.get("operation") not in MAINTENANCE]
+    loads = [c for c in history if c.get("operation") not in MAINTENANCE]
     newest = max((c["timestamp"] for c in loads if c.get("timestamp") is not None), default=None)
     loaded_at = datetime.fromtimestamp(newest / 1000, UTC).isoformat() if newest else None
     return {"version": table.version(), "loaded_at": loaded_at}
