@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -169,6 +170,21 @@ def is_up(settings: Settings) -> bool:
         return False
 
 
+def discard_unfinished_metastore(metastore_dir: Path) -> bool:
+    """Remove a Derby metastore whose creation was interrupted; return True if there was one.
+
+    An engine stopped during its very first start-up (a run that fails while the JVM boots stops
+    it) can leave ``metastore_db`` without Derby's ``service.properties``. Derby then refuses to
+    open or create it (XBM0A) and every later start fails. Such a folder holds no table yet (the
+    catalog is written after creation completes), so removing it loses nothing.
+    """
+    database = metastore_dir / "metastore_db"
+    if not database.is_dir() or (database / "service.properties").exists():
+        return False
+    shutil.rmtree(database)
+    return True
+
+
 def launch(settings: Settings) -> subprocess.Popen:
     """Launch the server detached and return at once; ``wait_ready`` waits for it to answer."""
     if is_up(settings):
@@ -178,6 +194,7 @@ def launch(settings: Settings) -> subprocess.Popen:
     for folder in (settings.state_dir, settings.log_dir, settings.metastore_dir,
                    settings.warehouse_dir, settings.lake_dir, settings.home / "tmp"):  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
+    discard_unfinished_metastore(settings.metastore_dir)
     ops.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
     env = {
         **os.environ,

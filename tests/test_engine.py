@@ -145,3 +145,22 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_a_metastore_left_half_created_is_discarded_and_a_whole_one_kept(tmp_path) -> None:
+    """An engine stopped while Derby created its metastore left a folder Derby refuses for good
+    (XBM0A: no service.properties); the next launch must start afresh, never touch a whole one."""
+    half = tmp_path / "half" / "metastore_db"
+    (half / "seg0").mkdir(parents=True)
+    (half / "seg0" / "c10.dat").write_bytes(b"\0" * 64)
+    assert engine.discard_unfinished_metastore(half.parent) is True
+    assert not half.exists()
+
+    whole = tmp_path / "whole" / "metastore_db"
+    (whole / "seg0").mkdir(parents=True)
+    (whole / "service.properties").write_text(
+        "derby.serviceProtocol=org.apache.derby.database.Database\n"
+    )
+    assert engine.discard_unfinished_metastore(whole.parent) is False
+    assert (whole / "service.properties").exists() and (whole / "seg0").is_dir()
+    assert engine.discard_unfinished_metastore(tmp_path / "none") is False
