@@ -59,7 +59,7 @@ $(JAR_DIR)/.complete: engine/pom.xml $(VENV)/.installed
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Delta jars"; exit 1; }
 	rm -rf $(JAR_DIR)
 	mvn -B -q -f engine/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JAR_DIR)
-	$(PY) -m lakehouse.jars
+	$(PY) -m lakehouse.stack.jars
 	@touch $@
 
 $(KAFKA_JARS)/.complete: engine/kafka/pom.xml

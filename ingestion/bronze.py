@@ -21,7 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from ingestion.contracts import QUARANTINE_COLUMNS, QUARANTINE_TABLE, GuardStats
-from lakehouse.config import Settings
+from lakehouse.core.config import Settings
 
 logger = logging.getLogger(__name__)
 

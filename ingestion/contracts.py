@@ -57,7 +57,7 @@ from dlt.common.schema.typing import TColumnSchema
 from dlt.common.schema.utils import new_table
 from dlt.extract.items_transform import ItemTransform
 
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 QUARANTINE_TABLE = "quarantine"
 

@@ -20,7 +20,7 @@ from dlt.sources.rest_api import rest_api_source
 from requests import Response
 
 from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 LATE_UPDATE_LAG = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

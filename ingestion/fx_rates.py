@@ -24,7 +24,7 @@ from ingestion.contracts import (
     dlt_schema_contract,
     guard_one,
 )
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 # Publishers revise the most recent days; re-read them on every run (the merge makes it safe).
 REVISION_WINDOW_DAYS = 3

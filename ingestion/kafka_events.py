@@ -48,7 +48,7 @@ from ingestion.contracts import (
     quarantine_batch,
     safe_text,
 )
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
 

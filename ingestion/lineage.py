@@ -1,8 +1,9 @@
-"""What each dlt load reads and writes, as OpenLineage datasets (sent by lakehouse/lineage/emit.py).
+"""What each dlt load reads and writes, as OpenLineage datasets (sent by
+lakehouse/observability/lineage/emit.py).
 
 Inputs are the source system's tables, endpoints or topic, with the columns the load's contract
 declares (ingestion/contracts.py). Outputs are the bronze Delta tables, named by their path with
-a symlink to the table name dbt reads (lakehouse/lineage/naming.py), with dlt's schema, the rows
+a symlink to the table name dbt reads (lakehouse/core/naming.py), with dlt's schema, the rows
 this load wrote, and column lineage: a declared column lands unchanged under the same name, so
 each bronze column traces to the source field it came from. Load metadata (``_dlt_*``,
 ``_source``, ``_loaded_at``) has no upstream field, and the quarantine table takes whole
@@ -18,9 +19,9 @@ from urllib.parse import urlsplit
 from ingestion import crm, fx_rates, kafka_events, redshift, snowflake
 from ingestion.bronze import LoadSummary
 from ingestion.contracts import QUARANTINE_TABLE, TableContract
-from lakehouse.config import Settings
-from lakehouse.lineage import naming
-from lakehouse.lineage.emit import Dataset
+from lakehouse.core import naming
+from lakehouse.core.config import Settings
+from lakehouse.core.datasets import Dataset
 
 
 def contracts(source: str, settings: Settings) -> dict[str, TableContract]:

@@ -18,7 +18,7 @@ import dlt
 
 from ingestion.contracts import GuardStats, TableContract
 from ingestion.sql_tables import contracted_sql_table
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
 

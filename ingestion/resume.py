@@ -3,7 +3,7 @@
 dlt commits a source's state (watermark, Kafka offsets) together with its load package, so a
 load that fails wrote nothing to bronze and moved no state: the next run simply reads again.
 Two things in the pipeline folder still need handling, both here, both called by
-ingestion/runner.py around each source's load:
+lakehouse/pipeline/loads.py around each source's load:
 
 - a failed extract leaves its partial files in a temporary folder that dlt never reads again
   (``discard_unfinished_extracts``);
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingestion import bronze
-from lakehouse.config import Settings
+from lakehouse.core.config import Settings
 
 
 def discard_unfinished_extracts(settings: Settings, name: str) -> list[Path]:

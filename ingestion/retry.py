@@ -36,7 +36,7 @@ import sqlalchemy.exc
 from confluent_kafka import KafkaError, KafkaException
 
 from ingestion.contracts import SchemaContractViolation
-from lakehouse.config import SourceRetryConfig
+from lakehouse.core.config import SourceRetryConfig
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from ingestion.contracts import GuardStats, TableContract
 from ingestion.sql_tables import contracted_sql_table
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from dlt.sources.sql_database import sql_table
 
 from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 
 def contracted_sql_table(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import REPO_ROOT, Settings, load_settings
+from lakehouse.core.config import REPO_ROOT, Settings, load_settings
 
 TEST_HOME = REPO_ROOT / ".lakehouse-test"
 TEST_ENV = {
@@ -131,7 +131,7 @@ def _engine_booting(settings: Settings) -> Iterator:
     Its JVM boots (10-20 s) while other fixtures (the ingestion) run; ``spark`` waits for it.
     Stopped at the end of the session if this session started it.
     """
-    from lakehouse import engine
+    from lakehouse.stack import engine
 
     if not engine.is_up(settings) and settings.home == TEST_HOME.resolve():
         shutil.rmtree(settings.home, ignore_errors=True)
@@ -149,35 +149,35 @@ def spark(settings: Settings, _engine_booting) -> Settings:
 @pytest.fixture(scope="session")
 def source_systems(settings: Settings) -> Iterator:
     """PostgreSQL (Redshift) and Kafka on the suite's ports, up for the whole session."""
-    from lakehouse import systems
+    from lakehouse.stack import source_systems
 
-    with systems.running(settings) as endpoints:
+    with source_systems.running(settings) as endpoints:
         yield endpoints
 
 
 @pytest.fixture(scope="session")
 def ingested(settings: Settings, source_systems) -> list:
     """All five sources loaded once into the suite's lake by the real dlt pipelines."""
-    from lakehouse import pipeline
+    from lakehouse.pipeline import steps
 
-    return pipeline.ingest(settings)
+    return steps.ingest(settings)
 
 
 @pytest.fixture(scope="session")
 def dbt_built(_engine_booting, ingested: list, spark: Settings) -> Path:
     """`dbt build` (models, data tests, unit tests) once; returns the dbt target folder."""
-    from lakehouse import pipeline
+    from lakehouse.pipeline import steps
 
-    result = pipeline.dbt(spark, "build", check=False)
+    result = steps.dbt(spark, "build", check=False)
     assert result.returncode == 0, "dbt build failed; see dbt_project/logs/dbt.log"
-    return pipeline.target_dir()
+    return steps.target_dir()
 
 
 @pytest.fixture(scope="session")
 def warehouses(settings: Settings, source_systems) -> Iterator[Settings]:
     """The local warehouse stand-ins for the session: the Snowflake emulator, and PostgreSQL
     (already up for the source systems) for Redshift."""
-    from lakehouse.services import snowflake
+    from lakehouse.stack.services import snowflake
 
     with snowflake.running(settings.home, settings.services.snowflake_port):
         yield settings

@@ -16,10 +16,11 @@ import dlt
 import pytest
 
 from ingestion.bronze import pipeline_name
-from ingestion.sample_data import fx
-from lakehouse import backfill, pipeline, systems
-from lakehouse.config import Settings
-from lakehouse.sql import query
+from lakehouse.core.config import Settings
+from lakehouse.pipeline import backfill, steps
+from lakehouse.stack import source_systems as systems
+from lakehouse.stack.sample_data import fx
+from lakehouse.transform.sql import query
 
 CURRENCY = "EUR"
 
@@ -81,7 +82,7 @@ def test_a_one_day_backfill_changes_only_that_days_rows_downstream(
     try:
         _correct(spark, day, corrected)
         # the daily load re-reads only the last 3 days: the correction does not reach bronze
-        pipeline.ingest(spark, ["fx"])
+        steps.ingest(spark, ["fx"])
         assert _bronze_rate(spark, day) == original
 
         result = backfill.backfill(spark, "fx", day, day)

@@ -11,11 +11,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lakehouse import ops
 from lakehouse.bench import report, spark_ui
 from lakehouse.bench.harness import Bench, phases_in_order
 from lakehouse.bench.report import Line
 from lakehouse.bench.targets import TARGETS, Target, Verdict, evaluate
+from lakehouse.observability import run_metrics
 
 FACTS = {"scale": 0.05, "git_sha": "0123456789abcdef", "git_dirty": True, "cores": 2,
          "ram_gib": 23.4, "load_before": "1.00 1.00 1.00", "load_after": "2.00 2.00 2.00",
@@ -117,7 +117,8 @@ def test_the_engines_statements_are_counted_by_kind_inside_the_window() -> None:
 def test_a_failed_step_is_reported_under_its_section_and_the_bench_goes_on(
     settings, monkeypatch
 ) -> None:
-    monkeypatch.setenv(ops.RUN_ID_ENV, "test")  # phase() names a run per step; restored after
+    # phase() names a run per step; restored after
+    monkeypatch.setenv(run_metrics.RUN_ID_ENV, "test")
     bench = Bench(settings)
 
     def half_done() -> None:

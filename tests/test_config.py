@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehouse.config import DEFAULT_CONFIG_FILE, ConfigError, load_settings
+from lakehouse.core.config import DEFAULT_CONFIG_FILE, ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)

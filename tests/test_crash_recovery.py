@@ -36,12 +36,15 @@ import psycopg2
 import pytest
 import snowflake.connector
 
-from lakehouse import pipeline, processes, publish, systems
-from lakehouse.config import REPO_ROOT, Settings, load_settings
-from lakehouse.dbt_cli import target_dir
-from lakehouse.processes import Part
-from lakehouse.services import postgres
-from lakehouse.services import snowflake as snowflake_service
+from lakehouse.core.config import REPO_ROOT, Settings, load_settings
+from lakehouse.core.dbt_paths import target_dir
+from lakehouse.pipeline import steps
+from lakehouse.publish import snapshot as snapshots
+from lakehouse.stack import processes
+from lakehouse.stack import source_systems as systems
+from lakehouse.stack.processes import Part
+from lakehouse.stack.services import postgres
+from lakehouse.stack.services import snowflake as snowflake_service
 
 RUN_TIMEOUT_S = 900
 MOMENT_TIMEOUT_S = 600
@@ -186,7 +189,7 @@ def _victim(
 
 def test_each_part_killed_mid_run_is_named_and_the_next_run_is_exact(lake) -> None:
     settings, env = lake
-    parts = pipeline.platform_parts(settings)
+    parts = steps.platform_parts(settings)
 
     _victim(env, parts["postgres"], [r"^\[lakehouse\]   crm: read"], "ingest")
     _victim(env, parts["kafka"], [r"^\[lakehouse\]   redshift: read", r"^\[lakehouse\]   fx: read"],
@@ -276,11 +279,11 @@ def _assert_bronze_exact(settings: Settings) -> None:
     assert events.num_rows + quarantine.num_rows == messages, "every message loaded once"
 
 
-def _gold(settings: Settings, table: str) -> publish.Snapshot:
+def _gold(settings: Settings, table: str) -> snapshots.Snapshot:
     """gold.<table> read from the lake (the engine is stopped once the run is over)."""
     delta = deltalake.DeltaTable(str(settings.warehouse_dir / "gold.db" / table))
     committed = delta.history(1)[0]["timestamp"] / 1000
-    return publish.Snapshot(table, delta.version(), datetime.fromtimestamp(committed, tz=UTC),
+    return snapshots.Snapshot(table, delta.version(), datetime.fromtimestamp(committed, tz=UTC),
                             delta.to_pyarrow_table())  # fmt: skip
 
 
@@ -320,7 +323,7 @@ def _assert_warehouses_exact(settings: Settings) -> None:
         _compare_warehouses(settings)
 
 
-def _snowflake_fingerprint(conn, snapshot: publish.Snapshot) -> publish.Fingerprint:
+def _snowflake_fingerprint(conn, snapshot: snapshots.Snapshot) -> snapshots.Fingerprint:
     """The mirror's rows in gold's columns. The emulator hands a NULL timestamp to the client
     as 1970-01-01 (it stores NULL), so each column's nullness is read alongside it."""
     columns = snapshot.data.column_names
@@ -329,7 +332,7 @@ def _snowflake_fingerprint(conn, snapshot: publish.Snapshot) -> publish.Fingerpr
                 f"from gold.{snapshot.table}")  # fmt: skip
     n = len(columns)
     rows = (tuple(None if r[n + i] else r[i] for i in range(n)) for r in cur.fetchall())
-    return publish.fingerprint(rows)
+    return snapshots.fingerprint(rows)
 
 
 def _compare_warehouses(settings: Settings) -> None:
@@ -344,7 +347,7 @@ def _compare_warehouses(settings: Settings) -> None:
         for table, conf in settings.publish.tables.items():
             snapshot = _gold(settings, table)
             columns = snapshot.data.column_names
-            lake = publish.fingerprint(tuple(r.values()) for r in snapshot.data.to_pylist())
+            lake = snapshots.fingerprint(tuple(r.values()) for r in snapshot.data.to_pylist())
             assert _snowflake_fingerprint(sf, snapshot) == lake, f"snowflake gold.{table} != gold"
             with pg.cursor() as c:
                 key = ", ".join(conf.unique_key)
@@ -353,7 +356,7 @@ def _compare_warehouses(settings: Settings) -> None:
                 assert c.fetchall() == [], f"redshift gold.{table}_history: (batch, key) twice"
                 c.execute(f"select {', '.join(columns)} from gold.{table}_history "
                           "where _batch_id = %s", (snapshot.batch_id,))  # fmt: skip
-                assert publish.fingerprint(c.fetchall()) == lake, f"redshift {table} != gold"
+                assert snapshots.fingerprint(c.fetchall()) == lake, f"redshift {table} != gold"
     finally:
         sf.close()
         pg.close()
@@ -371,7 +374,7 @@ def test_a_step_waiting_on_a_dead_server_is_stopped_and_names_it(tmp_path: Path)
     part = Part("the stand-in server", "a sleeping process", 1234, log, pid_file)
     with processes.Vigil(poll_s=0.1) as vigil:
         vigil.watch(part)
-        with pytest.raises(pipeline.RunFailed) as failed, pipeline.step("load", {}, vigil):
+        with pytest.raises(steps.RunFailed) as failed, steps.step("load", {}, vigil):
             helper = subprocess.Popen(sleeper)  # started by the step, like dbt
             threading.Timer(0.5, os.kill, (server.pid, signal.SIGKILL)).start()
             time.sleep(60)  # a client that waits on its dead server for good
@@ -389,8 +392,8 @@ def test_a_step_failing_with_every_server_alive_says_what_failed(tmp_path: Path)
     expected = r"^`dbt build` failed: CalledProcessError: dbt exited with code 2 \(output above\)$"
     with (
         processes.Vigil(poll_s=0.1) as vigil,
-        pytest.raises(pipeline.RunFailed, match=expected),
-        pipeline.step("dbt build", {}, vigil),
+        pytest.raises(steps.RunFailed, match=expected),
+        steps.step("dbt build", {}, vigil),
     ):
         raise subprocess.CalledProcessError(2, ["/x/.venv/bin/dbt", "build"])
     assert vigil.deaths == []

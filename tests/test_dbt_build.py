@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.sample_data import fx
-from lakehouse import catalog, pipeline
-from lakehouse.sql import SqlError, query, records
+from lakehouse.pipeline import steps
+from lakehouse.stack.sample_data import fx
+from lakehouse.transform import catalog
+from lakehouse.transform.sql import SqlError, query, records
 
 
 def test_every_node_of_the_build_succeeded(dbt_built) -> None:
@@ -114,7 +115,7 @@ def test_a_bronze_table_missing_from_the_catalog_is_registered_again(spark, dbt_
     """The on-run-start hook creates only what the catalog lacks, and does create it."""
     count = query(spark, "select count(*) from bronze_fx.rates")[0][0]
     query(spark, "drop table bronze_fx.rates")  # external: the Delta files stay
-    pipeline.dbt(spark, "run-operation", "register_bronze_sources")
+    steps.dbt(spark, "run-operation", "register_bronze_sources")
     assert query(spark, "select count(*) from bronze_fx.rates")[0][0] == count > 0
     assert catalog.table_format(spark, "bronze_fx.rates") == "delta"
 
@@ -131,7 +132,7 @@ def test_a_failing_data_test_fails_the_build(spark, dbt_built) -> None:
             spark,
             "update silver.stg_fx__rates set units_per_base = -1 where quote_currency = 'EUR'",
         )
-        result = pipeline.dbt(spark, "test", "--select", "stg_fx__rates", check=False)
+        result = steps.dbt(spark, "test", "--select", "stg_fx__rates", check=False)
         assert result.returncode == 1
         failures = json.loads((dbt_built / "run_results.json").read_text())["results"]
         failed = [r["unique_id"] for r in failures if r["status"] == "fail"]
@@ -170,7 +171,7 @@ def test_injected_bad_rows_fail_or_warn_and_land_in_quarantine(spark, dbt_built)
         query(spark, f"delete from gold.fx_rates_daily where rate_date = '{gap}'")
 
         selection = ["stg_snowflake__customers", "stg_snowflake__orders", "fx_rates_daily"]
-        result = pipeline.dbt(spark, "test", "--select", *selection, check=False)
+        result = steps.dbt(spark, "test", "--select", *selection, check=False)
         assert result.returncode == 1, "an error-severity failure must fail the run"
         results = json.loads((dbt_built / "run_results.json").read_text())
         status = {r["unique_id"].split(".")[2]: r["status"] for r in results["results"]}

@@ -23,12 +23,13 @@ import json
 import pytest
 import snowflake.connector
 
-from lakehouse import pipeline
-from lakehouse import publish as publishing
-from lakehouse.config import Settings
-from lakehouse.dbt_cli import target_dir
-from lakehouse.services import snowflake as snowflake_service
-from lakehouse.sql import query, records
+from lakehouse.core.config import Settings
+from lakehouse.core.dbt_paths import target_dir
+from lakehouse.pipeline import steps
+from lakehouse.publish import publisher as publishing
+from lakehouse.publish import snapshot as snapshots
+from lakehouse.stack.services import snowflake as snowflake_service
+from lakehouse.transform.sql import query, records
 
 GOLD = ("customer_360", "fct_orders", "fx_rates_daily", "product_perf")
 # Twins that tie under a partial rule (see the module docstring); ids of rows copied.
@@ -141,7 +142,7 @@ def _rewrite(settings: Settings, table: str, version: int, files: int, order: st
 
 
 def _rebuild(settings: Settings) -> dict[str, dict]:
-    result = pipeline.dbt(settings, "run", "--full-refresh", check=False)
+    result = steps.dbt(settings, "run", "--full-refresh", check=False)
     assert result.returncode == 0, "dbt run --full-refresh failed; see dbt_project/logs/dbt.log"
     return {table: gold_checksums(settings, table) for table in GOLD}
 
@@ -191,7 +192,7 @@ def rebuilt(dbt_built, spark: Settings, warehouses: Settings) -> dict:
             builds.append(_rebuild(settings))
             publishing.publish(settings, warehouses=["snowflake"])
             mirrors.append({t: _mirror(settings, t) for t in settings.publish.tables})
-            batches.append(publishing.read_snapshot(settings, "customer_360").batch_id)
+            batches.append(snapshots.read_snapshot(settings, "customer_360").batch_id)
         twins = query(settings, "select count(*) from silver.stg_crm__contacts"
                                 " where contact_id like 'T%'")[0][0]  # fmt: skip
     finally:
@@ -203,7 +204,7 @@ def rebuilt(dbt_built, spark: Settings, warehouses: Settings) -> dict:
     # Silver that read the twins, and what depends on it, rebuilt from the restored bronze (the
     # other models hold the same rows as before: the builds above proved them order-free).
     models = ("stg_crm__contacts+", "stg_snowflake__customers+")
-    assert pipeline.dbt(settings, "run", "--select", *models, check=False).returncode == 0
+    assert steps.dbt(settings, "run", "--select", *models, check=False).returncode == 0
     assert restored == {t: content for t, (_, content) in found.items()}, "bronze not restored"
     final = {table: gold_checksums(settings, table) for table in GOLD}
     return {"builds": builds, "mirrors": mirrors, "batches": batches, "twins": twins,

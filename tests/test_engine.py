@@ -8,9 +8,10 @@ import socket
 import deltalake
 import pytest
 
-from lakehouse import catalog, engine, warmup
-from lakehouse.config import load_settings
-from lakehouse.sql import SqlError, connect, query
+from lakehouse.core.config import load_settings
+from lakehouse.stack import engine
+from lakehouse.transform import catalog, warmup
+from lakehouse.transform.sql import SqlError, connect, query
 
 
 def test_engine_answers_sql_with_delta_catalog(spark) -> None:
@@ -63,9 +64,9 @@ def test_bronze_is_read_through_the_delta_log(spark, ingested) -> None:
 
     # An upsert rewrites files: the folder then holds more parquet than the current version
     # references, and only a Delta reader still counts each row once.
-    from lakehouse import pipeline
+    from lakehouse.pipeline import steps
 
-    pipeline.ingest(spark, ["fx"])
+    steps.ingest(spark, ["fx"])
     live_files = len(deltalake.DeltaTable(str(location)).file_uris())
     on_disk = len(list(location.glob("*.parquet")))
     assert on_disk > live_files
@@ -78,7 +79,7 @@ def test_a_statement_has_finished_when_its_submission_returns(spark) -> None:
     that first poll always finds it done (spark.sql.hive.thriftServer.async=false)."""
     from TCLIService.ttypes import TOperationState
 
-    from lakehouse.sql import connect
+    from lakehouse.transform.sql import connect
 
     with connect(spark) as conn:
         cursor = conn.cursor()

@@ -10,10 +10,11 @@ from datetime import date, timedelta
 
 import deltalake
 
-from ingestion import bronze, local_service
+from ingestion import bronze
 from ingestion.fx_rates import fx_source
-from ingestion.sample_data import fx
-from ingestion.sample_data.world import World
+from lakehouse.stack import http_standin
+from lakehouse.stack.sample_data import fx
+from lakehouse.stack.sample_data.world import World
 
 CURRENCIES = ["EUR", "GBP", "JPY"]
 WORLD = World(scale=0.01, currencies=CURRENCIES, start_date=date(2025, 1, 1), days=14)
@@ -28,7 +29,7 @@ def _get(url: str) -> tuple[int, dict]:
 
 
 def test_weekend_request_returns_previous_business_day() -> None:
-    with local_service.serving(WORLD) as url:
+    with http_standin.serving(WORLD) as url:
         status, saturday = _get(f"{url}/fx/v1/2025-01-04?base=USD")
         _, friday = _get(f"{url}/fx/v1/2025-01-03?base=USD")
     assert status == 200
@@ -38,7 +39,7 @@ def test_weekend_request_returns_previous_business_day() -> None:
 
 
 def test_unknown_currency_and_future_day_are_client_errors() -> None:
-    with local_service.serving(WORLD) as url:
+    with http_standin.serving(WORLD) as url:
         status, body = _get(f"{url}/fx/v1/2025-01-03?symbols=XXX")
         future, _ = _get(f"{url}/fx/v1/{WORLD.end_date + timedelta(days=1)}")
     assert status == 422
@@ -55,7 +56,7 @@ def test_rates_are_deterministic_and_plausible() -> None:
 
 
 def _load(settings, world: World) -> bronze.LoadSummary:
-    with local_service.serving(world) as url:
+    with http_standin.serving(world) as url:
         source = fx_source(url, CURRENCIES, world.start_date, world.end_date)
         return bronze.run(settings, "fx", source)
 

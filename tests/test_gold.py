@@ -14,9 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 import yaml
 
-from ingestion.sample_data import fx
-from lakehouse import systems
-from lakehouse.sql import query, records
+from lakehouse.stack import source_systems as systems
+from lakehouse.stack.sample_data import fx
+from lakehouse.transform.sql import query, records
 
 CENT = Decimal("0.01")
 # dbt_project.yml var fx_max_staleness_days: an older rate is no rate.
@@ -161,7 +161,7 @@ def _columns(spark, table: str) -> list[str]:
 
 
 def test_fx_staleness_var_is_the_one_this_module_recomputes_with() -> None:
-    from lakehouse.dbt_cli import DBT_PROJECT_DIR
+    from lakehouse.core.dbt_paths import DBT_PROJECT_DIR
 
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["vars"]["fx_max_staleness_days"] == FX_MAX_STALENESS_DAYS
@@ -173,7 +173,7 @@ def test_orders_merge_drops_upstream_deletes_and_takes_updates_stamped_at_the_ma
     """Snowflake is a batch replace: an order deleted upstream leaves silver, and a change
     stamped at the newest updated_at already in silver is merged (a watermark would miss both).
     Bronze and silver are put back as they were at the end."""
-    from lakehouse import pipeline
+    from lakehouse.pipeline import steps
 
     bronze, silver = "bronze_snowflake.orders", "silver.stg_snowflake__orders"
     version = int(records(spark, f"describe history {bronze} limit 1")[0]["version"])
@@ -191,7 +191,7 @@ def test_orders_merge_drops_upstream_deletes_and_takes_updates_stamped_at_the_ma
         source = f"{bronze} version as of {version}"
         query(spark, f"insert overwrite table {bronze} select {columns} from {source}"
                      f" where order_id <> {deleted}")  # fmt: skip
-        assert pipeline.dbt(spark, "run", "--select", "stg_snowflake__orders").returncode == 0
+        assert steps.dbt(spark, "run", "--select", "stg_snowflake__orders").returncode == 0
         merge = _last_merge(spark, silver)
         assert merge["operation"] == "MERGE"
         assert int(merge["numTargetRowsDeleted"]) == 1
@@ -203,7 +203,7 @@ def test_orders_merge_drops_upstream_deletes_and_takes_updates_stamped_at_the_ma
         assert query(spark, f"select count(*) from {silver}")[0][0] == before[0] - 1
     finally:
         query(spark, f"restore table {bronze} to version as of {version}")
-        assert pipeline.dbt(spark, "run", "--select", "stg_snowflake__orders").returncode == 0
+        assert steps.dbt(spark, "run", "--select", "stg_snowflake__orders").returncode == 0
     assert query(spark, f"select count(*), max(updated_at) from {silver}")[0] == before
     status = query(spark, f"select status from {silver} where order_id = {changed}")[0][0]
     expected = next(o["status"] for o in world.orders if o["order_id"] == changed)
@@ -219,18 +219,17 @@ def _last_merge(spark, table: str) -> dict:
 
 def test_incremental_models_process_only_the_new_rows(spark, world) -> None:
     """Runs last in this module: it moves the suite's lake to generation 2 of the world."""
-    from lakehouse import pipeline
+    from lakehouse.pipeline import steps
 
     loads = {
-        s.source: s
-        for s in pipeline.ingest(spark, ["redshift", "kafka", "snowflake"], generation=2)
+        s.source: s for s in steps.ingest(spark, ["redshift", "kafka", "snowflake"], generation=2)
     }
     new_views = loads["redshift"].tables["page_views"].inserted
     new_events = loads["kafka"].tables["events"].inserted
     assert new_views > 0 and new_events > 0
 
     models = "stg_redshift__page_views stg_kafka__events stg_snowflake__orders"
-    result = pipeline.dbt(spark, "run", "--select", *models.split(), check=False)
+    result = steps.dbt(spark, "run", "--select", *models.split(), check=False)
     assert result.returncode == 0
 
     views = _last_merge(spark, "silver.stg_redshift__page_views")

@@ -18,9 +18,10 @@ from pathlib import Path
 import deltalake
 import pytest
 
-from lakehouse import home_record, pipeline, systems
-from lakehouse.__main__ import main
-from lakehouse.config import Settings, load_settings
+from lakehouse.cli.main import main
+from lakehouse.core.config import Settings, load_settings
+from lakehouse.pipeline import home_record, steps
+from lakehouse.stack import source_systems as systems
 
 SCALE = os.environ["LAKEHOUSE_SCALE"]  # the suite's (conftest), e.g. 0.01
 DIRTY_SHARE = os.environ["LAKEHOUSE_DIRTY_SHARE"]
@@ -82,7 +83,7 @@ def cli(capsys) -> Callable[..., Ran]:
 
 def test_first_load_records_the_world_and_systems_without_credentials(home: Path) -> None:
     settings = load_settings()
-    pipeline.ingest(settings, LOADED)
+    steps.ingest(settings, LOADED)
     record = json.loads((home / "home.json").read_text())
     assert record["sample_world"]["scale"] == float(SCALE)
     assert record["sample_world"]["currencies"] == list(settings.sources.fx.currencies)
@@ -100,7 +101,7 @@ def test_generation_2_at_another_scale_is_refused_and_changes_nothing(
 ) -> None:
     """The issue's case: `lakehouse ingest --generation 2` without the home's LAKEHOUSE_SCALE."""
     settings = load_settings()
-    pipeline.ingest(settings, LOADED)
+    steps.ingest(settings, LOADED)
     before = _state(settings)
     assert before["bronze"]["snowflake/orders"] >= 0 and before["generation"] == 1
 
@@ -116,11 +117,11 @@ def test_generation_2_at_another_scale_is_refused_and_changes_nothing(
     assert f"delete {settings.home}" in message
     assert "seeded" not in refused.stdout, refused.stdout
     with pytest.raises(home_record.HomeMismatch, match=r"sample_data\.scale"):
-        pipeline.ingest(load_settings(), LOADED, generation=2)
+        steps.ingest(load_settings(), LOADED, generation=2)
     assert _state(settings) == before, "a refused command changed the home"
 
     monkeypatch.setenv("LAKEHOUSE_SCALE", SCALE)  # the home's settings: goes on
-    [snowflake] = pipeline.ingest(load_settings(), ["snowflake"], generation=2)
+    [snowflake] = steps.ingest(load_settings(), ["snowflake"], generation=2)
     assert systems.seeded_generation(settings) == 2
     assert snowflake.rows_by_table["orders"] > 0
     # and back to generation 1 would put an older snapshot beside newer data: refused too
@@ -132,12 +133,12 @@ def test_generation_2_at_another_scale_is_refused_and_changes_nothing(
 
 def test_other_source_system_is_refused_naming_it(home: Path, monkeypatch) -> None:
     settings = load_settings()
-    pipeline.ingest(settings, LOADED)
+    steps.ingest(settings, LOADED)
     before = _state(settings)
     # a made-up password: the record must never hold it  # pragma: allowlist nextline secret
     monkeypatch.setenv("SNOWFLAKE_URL", "snowflake://loader:s3cret@acme-prod/raw/sales?role=x")
     with pytest.raises(home_record.HomeMismatch) as refused:
-        pipeline.ingest(load_settings(), ["snowflake"])
+        steps.ingest(load_settings(), ["snowflake"])
     message = str(refused.value)
     assert (
         "source system snowflake: the home has local stand-in, this command "
@@ -149,18 +150,18 @@ def test_other_source_system_is_refused_naming_it(home: Path, monkeypatch) -> No
     monkeypatch.delenv("SNOWFLAKE_URL")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "10.0.0.7:9092")
     with pytest.raises(home_record.HomeMismatch, match="KAFKA_BOOTSTRAP_SERVERS pointing at"):
-        pipeline.ingest(load_settings(), ["fx"])
+        steps.ingest(load_settings(), ["fx"])
     assert _state(settings) == before
 
 
 def test_ways_on_another_home_and_adopt(home: Path, tmp_path: Path, monkeypatch, cli) -> None:
     settings = load_settings()
-    pipeline.ingest(settings, LOADED)
+    steps.ingest(settings, LOADED)
 
     # Another lake home takes the new settings.
     monkeypatch.setenv("LAKEHOUSE_SCALE", OTHER_SCALE)
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "other"))
-    pipeline.ingest(load_settings(), ["snowflake"])
+    steps.ingest(load_settings(), ["snowflake"])
     assert home_record.read(load_settings())["sample_world"]["scale"] == float(OTHER_SCALE)
 
     # The same PostgreSQL at another address (localhost, not 127.0.0.1): refused, then adopted.
@@ -178,7 +179,7 @@ def test_ways_on_another_home_and_adopt(home: Path, tmp_path: Path, monkeypatch,
     assert home_record.read(settings)["source_systems"]["redshift"].startswith(
         "postgresql://localhost:"
     )
-    [fx] = pipeline.ingest(load_settings(), ["fx"])
+    [fx] = steps.ingest(load_settings(), ["fx"])
     assert fx.rows_by_table["rates"] > 0
 
 
@@ -186,7 +187,7 @@ def test_home_without_record_is_adopted_only_when_its_data_match(home: Path, mon
     """Homes filled before homes remembered: all-local stand-ins whose Snowflake data are the
     current settings' world get the record; anything that cannot be shown to match is refused."""
     settings = load_settings()
-    pipeline.ingest(settings, LOADED)
+    steps.ingest(settings, LOADED)
     home_record.record_file(settings).unlink()
     monkeypatch.delenv("REDSHIFT_URL")
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")

@@ -20,7 +20,7 @@ import deltalake
 import pytest
 from confluent_kafka import Producer
 
-from ingestion import bronze, local_service
+from ingestion import bronze
 from ingestion.contracts import (
     QUARANTINE_COLUMNS,
     QUARANTINE_TABLE,
@@ -32,11 +32,12 @@ from ingestion.contracts import (
 from ingestion.crm import crm_source
 from ingestion.fx_rates import RATES
 from ingestion.kafka_events import kafka_source
-from ingestion.sample_data import fill
-from ingestion.sample_data.world import World
 from ingestion.snowflake import snowflake_source
-from lakehouse.config import SchemaPolicy
-from lakehouse.services import kafka
+from lakehouse.core.config import SchemaPolicy
+from lakehouse.stack import http_standin
+from lakehouse.stack.sample_data import fill
+from lakehouse.stack.sample_data.world import World
+from lakehouse.stack.services import kafka
 
 WORLD = World(scale=0.01, dirty_share=0.0)
 QUARANTINE = SchemaPolicy(mode="schema_on_write", unknown_columns="quarantine")
@@ -269,7 +270,7 @@ def test_hostile_crm_records_each_end_in_one_place(tmp_settings) -> None:
     contacts = world.crm_contacts
     assert all(c["contact_id"] and "legacy_score" not in c for c in contacts), "a clean world"
     stats = GuardStats()
-    with local_service.serving_service(world) as service:
+    with http_standin.serving_service(world) as service:
         service.extra_crm = {"contacts": [case[1] for case in CRM_CASES]}
         source = crm_source(service.url, "local-crm-token", 50, QUARANTINE, stats)
         summary = bronze.run(tmp_settings, "crm", source, stats)
@@ -407,7 +408,7 @@ def test_hostile_sql_rows_each_end_in_one_place(tmp_settings) -> None:
 
 def load_crm_with(settings, extra: list[str]) -> bronze.LoadSummary:
     stats = GuardStats()
-    with local_service.serving_service(replace(WORLD, dirty=Counter())) as service:
+    with http_standin.serving_service(replace(WORLD, dirty=Counter())) as service:
         service.extra_crm = {"contacts": extra}
         source = crm_source(service.url, "local-crm-token", 50, QUARANTINE, stats)
         return bronze.run(settings, "crm", source, stats)

@@ -13,10 +13,10 @@ from pathlib import Path
 import deltalake
 import yaml
 
-from ingestion.sample_data import fill
-from ingestion.sample_data.world import World
-from lakehouse.config import DEFAULT_CONFIG_FILE, REPO_ROOT
-from lakehouse.services import kafka
+from lakehouse.core.config import DEFAULT_CONFIG_FILE, REPO_ROOT
+from lakehouse.stack.sample_data import fill
+from lakehouse.stack.sample_data.world import World
+from lakehouse.stack.services import kafka
 
 SCALE = 0.05  # ~50k Kafka messages and ~9k page views: a run takes several seconds
 

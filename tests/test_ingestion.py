@@ -15,16 +15,17 @@ import deltalake
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from ingestion import bronze, local_service
+from ingestion import bronze
 from ingestion.contracts import GuardStats, SchemaContractViolation
 from ingestion.crm import crm_source
 from ingestion.kafka_events import kafka_source
 from ingestion.redshift import redshift_source
-from ingestion.sample_data import fill
-from ingestion.sample_data.world import World
 from ingestion.snowflake import snowflake_source
-from lakehouse.config import SchemaPolicy
-from lakehouse.services import kafka
+from lakehouse.core.config import SchemaPolicy
+from lakehouse.stack import http_standin
+from lakehouse.stack.sample_data import fill
+from lakehouse.stack.sample_data.world import World
+from lakehouse.stack.services import kafka
 
 WORLD = World(scale=0.01, dirty_share=0.05)
 WORLD_2 = replace(WORLD, generation=2, dirty=Counter())
@@ -90,7 +91,7 @@ def test_snowflake_drop_policy_discards_the_unknown_column(tmp_settings) -> None
 
 def load_crm(settings, world: World, policy=QUARANTINE, only: tuple[str, ...] = ()):
     stats = GuardStats()
-    with local_service.serving_service(world) as service:
+    with http_standin.serving_service(world) as service:
         source = crm_source(service.url, "local-crm-token", 50, policy, stats)
         if only:
             source = source.with_resources(*only)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pyspark
 
-from lakehouse.jars import artifact_of, engine_jars, pyspark_jar_dir
+from lakehouse.stack.jars import artifact_of, engine_jars, pyspark_jar_dir
 
 
 def test_artifact_names_strip_versions() -> None:

@@ -39,8 +39,8 @@ from ingestion.contracts import (
     _iso_z,
     guard_one,
 )
-from ingestion.sample_data.world import World
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
+from lakehouse.stack.sample_data.world import World
 
 LOAD_ID = "1700000000.1"
 BATCHES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

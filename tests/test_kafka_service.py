@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from lakehouse.services import kafka
+from lakehouse.stack.services import kafka
 
 pytestmark = pytest.mark.skipif(
     not any(kafka.JAR_DIR.glob("kafka_*.jar")), reason="Kafka jars not fetched (make setup)"

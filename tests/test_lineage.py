@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 
 from ingestion import lineage as ingestion_lineage
-from ingestion.runner import SOURCES
-from lakehouse.config import Settings
-from lakehouse.dbt_cli import target_dir
-from lakehouse.lineage import emit, graph, naming, site
-from lakehouse.lineage.emit import Dataset
+from ingestion.registry import SOURCES
+from lakehouse.core import naming
+from lakehouse.core.config import Settings
+from lakehouse.core.datasets import Dataset
+from lakehouse.core.dbt_paths import target_dir
+from lakehouse.observability.lineage import emit, graph, site
+from lakehouse.pipeline import docs_site
 
 # customer_360 column -> the bronze columns its value is computed from (joins' keys included
 # where they decide which rows count, as in lifetime_value's validity rules)
@@ -276,7 +278,7 @@ def test_dataset_names_never_carry_credentials() -> None:
 def test_the_registry_lists_every_dataset_with_location_layer_and_owner(
     dbt_built: Path, spark: Settings
 ) -> None:
-    written = site.write_lineage(spark)
+    written = docs_site.write_lineage(spark)
     rows = {r["name"]: r for r in json.loads(written.registry.read_text())}
     manifest = json.loads((target_dir() / "manifest.json").read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
@@ -310,7 +312,7 @@ def test_the_registry_lists_every_dataset_with_location_layer_and_owner(
 def test_the_lineage_page_traces_a_gold_column_in_headless_chromium(
     dbt_built: Path, spark: Settings, browser, screenshot
 ) -> None:
-    written = site.write_lineage(spark)
+    written = docs_site.write_lineage(spark)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{written.page.as_uri()}#gold.customer_360:lifetime_value")
     summary = page.locator("#summary")
@@ -336,7 +338,7 @@ def test_the_lineage_page_traces_a_gold_column_in_headless_chromium(
 def test_the_dbt_docs_site_renders_customer_360_in_headless_chromium(
     dbt_built: Path, spark: Settings, browser, screenshot
 ) -> None:
-    out = site.generate(spark)
+    out = docs_site.generate(spark)
     assert {"index.html", "catalog.json", "manifest.json", "lineage.html"} <= {
         p.name for p in out.iterdir()
     }

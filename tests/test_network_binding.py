@@ -19,10 +19,10 @@ import psutil
 import pytest
 import yaml
 
-from ingestion import local_service
-from ingestion.sample_data.world import World
-from lakehouse.config import DEFAULT_CONFIG_FILE, REPO_ROOT, Settings
-from lakehouse.lineage import site
+from lakehouse.core.config import DEFAULT_CONFIG_FILE, REPO_ROOT, Settings
+from lakehouse.observability.lineage import site
+from lakehouse.stack import http_standin
+from lakehouse.stack.sample_data.world import World
 
 PORTS = ("thrift", "postgres", "kafka", "controller", "snowflake", "spark_ui", "driver",
          "block_manager")  # fmt: skip
@@ -111,7 +111,7 @@ def test_in_process_servers_listen_on_loopback_only(tmp_settings: Settings) -> N
     """The local HTTP service (CRM and FX stand-in) and the docs server of ``make docs``."""
     site.site_dir(tmp_settings).mkdir(parents=True, exist_ok=True)
     with (
-        local_service.serving_service(World(scale=0.001)) as service,
+        http_standin.serving_service(World(scale=0.001)) as service,
         site.server(tmp_settings, 0) as docs,
     ):
         ports = {service.server_address[1], docs.server_address[1]}
@@ -134,8 +134,8 @@ def test_engine_bind_address_is_one_setting(
 ) -> None:
     """engine.bind_address (LAKEHOUSE_ENGINE_BIND_ADDRESS) decides driver, block manager and UI:
     loopback by default; 0.0.0.0 opens every interface and lets Spark advertise the host name."""
-    from lakehouse import engine
-    from lakehouse.config import load_settings
+    from lakehouse.core.config import load_settings
+    from lakehouse.stack import engine
 
     monkeypatch.setenv("LAKEHOUSE_ENGINE_BIND_ADDRESS", address)
     settings = load_settings()

@@ -21,11 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ingestion.runner import SOURCES
-from lakehouse import build_selection, ops, pipeline, report
-from lakehouse.config import AlertConfig, RetryConfig, SchedulesConfig, Settings
-from lakehouse.lineage import emit, graph
-from lakehouse.services import airflow
+from ingestion.registry import SOURCES
+from lakehouse.core.config import AlertConfig, RetryConfig, SchedulesConfig, Settings
+from lakehouse.observability import run_metrics, watchdog_report
+from lakehouse.observability.lineage import emit, graph
+from lakehouse.pipeline import steps
+from lakehouse.stack.services import airflow
+from lakehouse.transform import build_selection
 
 pytestmark = pytest.mark.airflow
 
@@ -187,7 +189,7 @@ def test_ingest_triggers_the_build_through_assets(stack: Stack) -> None:
     expected = {"gold.customer_360", "silver.stg_snowflake__customers", "snowflake", "redshift"}
     waited = time.monotonic() + 60
     while True:
-        metrics = ops.read(stack.settings)
+        metrics = run_metrics.read(stack.settings)
         jobs = {(m["run_id"], m["step"], m["job"]) for m in metrics if m["status"] == "success"}
         built = {job for run, step, job in jobs if run == f"build_analytics/{build_id}"}
         if expected <= built or time.monotonic() > waited:
@@ -253,8 +255,8 @@ def test_a_cli_build_and_the_cosmos_build_take_turns_on_the_same_lake(stack: Sta
     run it triggers, on the same lake and engine: both succeed, task by task. How their times
     compare (build_analytics' producer against the CLI build) is measured by `make bench`, where
     a noisy machine cannot fail a CI run."""
-    pipeline.ingest(stack.settings)
-    assert pipeline.dbt(stack.settings, "build", check=False).returncode == 0
+    steps.ingest(stack.settings)
+    assert steps.dbt(stack.settings, "build", check=False).returncode == 0
     _ingest_then_build(stack)
 
 
@@ -345,7 +347,7 @@ def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> 
         "source_freshness": "success", "volume": "success", "quarantine_growth": "success",
         "report": "success",
     }  # fmt: skip
-    page = report.path(stack.settings)
+    page = watchdog_report.path(stack.settings)
     refreshed = page.stat().st_mtime
     assert "Freshness per source" in page.read_text()
 

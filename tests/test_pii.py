@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import pii, systems
-from lakehouse.sql import query
+from lakehouse.core import pii
+from lakehouse.stack import source_systems as systems
+from lakehouse.transform.sql import query
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 SERVED_SCHEMAS = ("silver", "gold", "dq")

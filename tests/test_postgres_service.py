@@ -16,7 +16,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from lakehouse.services import postgres
+from lakehouse.stack.services import postgres
 
 ROWS = [
     {"id": 1, "url": "/pricing", "viewed_at": datetime(2024, 5, 1, 9, 30, tzinfo=UTC)},

@@ -23,15 +23,20 @@ import snowflake.connector
 import sqlalchemy as sa
 import yaml
 
-from ingestion.sample_data import fill
-from lakehouse import pii, pipeline, systems
-from lakehouse import publish as publishing
-from lakehouse.config import DEFAULT_CONFIG_FILE, REPO_ROOT, Settings
-from lakehouse.dbt_cli import DBT_PROFILES_DIR, DBT_PROJECT_DIR, target_dir
-from lakehouse.services import postgres
-from lakehouse.services import snowflake as snowflake_service
-from lakehouse.sql import query
-from lakehouse.warehouses import WAREHOUSES, warehouse
+from lakehouse.core import pii
+from lakehouse.core.config import DEFAULT_CONFIG_FILE, REPO_ROOT, Settings
+from lakehouse.core.dbt_paths import DBT_PROFILES_DIR, DBT_PROJECT_DIR, target_dir
+from lakehouse.pipeline import steps
+from lakehouse.publish import publisher as publishing
+from lakehouse.publish import snapshot as snapshots
+from lakehouse.publish.errors import PublishError
+from lakehouse.publish.reconcile import reconcile
+from lakehouse.publish.warehouses import WAREHOUSES, warehouse
+from lakehouse.stack import source_systems as systems
+from lakehouse.stack.sample_data import fill
+from lakehouse.stack.services import postgres
+from lakehouse.stack.services import snowflake as snowflake_service
+from lakehouse.transform.sql import query
 
 KEY = "customer_id"
 
@@ -84,7 +89,7 @@ def _batches(settings: Settings, table: str = "customer_360") -> Counter:
     return Counter(dict(rows))
 
 
-def _lake_rows(snapshot: publishing.Snapshot) -> dict[int, dict]:
+def _lake_rows(snapshot: snapshots.Snapshot) -> dict[int, dict]:
     return {r[KEY]: r for r in snapshot.data.to_pylist()}
 
 
@@ -95,7 +100,7 @@ def published(dbt_built, warehouses: Settings) -> list[publishing.PublishResult]
 
 
 def test_first_publish_serves_every_gold_row(published, warehouses: Settings) -> None:
-    snapshot = publishing.read_snapshot(warehouses, "customer_360")
+    snapshot = snapshots.read_snapshot(warehouses, "customer_360")
     assert snapshot.data.num_rows > 0
     mirror = _mirror(warehouses)
     assert set(mirror) == set(_lake_rows(snapshot))
@@ -111,13 +116,13 @@ def test_every_served_value_equals_the_lake(published, warehouses: Settings) -> 
     PUT + COPY for Snowflake, batch INSERTs for Redshift) keeps each type's values (decimals,
     timestamps, dates, booleans, NULLs) as the lake holds them."""
     for table, key in (("customer_360", (KEY,)), ("product_perf", _perf_key(warehouses))):
-        snapshot = publishing.read_snapshot(warehouses, table)
+        snapshot = snapshots.read_snapshot(warehouses, table)
         columns = snapshot.data.column_names
 
         def canonical(rows, columns=columns, key=key):
             return {
-                tuple(publishing._canonical(r[k]) for k in key): tuple(
-                    publishing._canonical(r[c]) for c in columns
+                tuple(snapshots._canonical(r[k]) for k in key): tuple(
+                    snapshots._canonical(r[c]) for c in columns
                 )
                 for r in rows
             }
@@ -135,7 +140,7 @@ def test_every_served_value_equals_the_lake(published, warehouses: Settings) -> 
 
 
 def _snowflake_rows_nulls_kept(
-    settings: Settings, table: str, snapshot: publishing.Snapshot
+    settings: Settings, table: str, snapshot: snapshots.Snapshot
 ) -> list[dict]:
     """Every row of Snowflake's gold.<table>. fakesnow 0.12 returns a NULL TIMESTAMP_NTZ as
     1970-01-01 (its Arrow result conversion; the stored value is NULL, as `is null` says), so
@@ -213,13 +218,13 @@ def test_published_tables_hold_no_personal_data_in_clear(published, warehouses: 
             assert values and all(len(v) == 64 and int(v, 16) >= 0 for v in values), column
 
 
-def _rebuild_gold(settings: Settings) -> publishing.Snapshot:
+def _rebuild_gold(settings: Settings) -> snapshots.Snapshot:
     """Re-ingest the Snowflake source and rebuild gold from it: the pipeline, minus Kafka & co."""
-    pipeline.ingest(settings, ["snowflake"])
+    steps.ingest(settings, ["snowflake"])
     gold = ("+customer_360", "+product_perf")
-    result = pipeline.dbt(settings, "run", "--select", *gold, check=False)
+    result = steps.dbt(settings, "run", "--select", *gold, check=False)
     assert result.returncode == 0
-    return publishing.read_snapshot(settings, "customer_360")
+    return snapshots.read_snapshot(settings, "customer_360")
 
 
 def test_changed_customers_update_exactly_those_rows(published, warehouses: Settings) -> None:
@@ -261,12 +266,12 @@ def test_changed_customers_update_exactly_those_rows(published, warehouses: Sett
     assert _batches(settings) == batches_before + Counter({after.batch_id: len(new)})
 
 
-def _gold_version_with_changes(settings: Settings) -> publishing.Snapshot:
+def _gold_version_with_changes(settings: Settings) -> snapshots.Snapshot:
     """A new gold snapshot in which some customers' values changed (a quick UPDATE in the lake,
     standing in for a rebuild with changed sources)."""
     query(settings, f"update gold.customer_360 set orders = orders + 1 where {KEY} % 4 = 0")
     query(settings, "update gold.product_perf set units = units + 1 where product_id % 3 = 0")
-    return publishing.read_snapshot(settings, "customer_360")
+    return snapshots.read_snapshot(settings, "customer_360")
 
 
 def _start_publish(tmp_path: Path, settings: Settings, batch_rows: int) -> subprocess.Popen:
@@ -318,7 +323,7 @@ def _dbt_serving(since: float) -> bool:
     return False
 
 
-def _assert_exact(settings: Settings, snapshot: publishing.Snapshot) -> None:
+def _assert_exact(settings: Settings, snapshot: snapshots.Snapshot) -> None:
     """Warehouses equal the snapshot: reconciled, no duplicate, no missing row."""
     rows = _snowflake_rows(settings, f"select {KEY} from gold.customer_360")
     assert len(rows) == len({r[KEY] for r in rows}) == snapshot.data.num_rows
@@ -326,21 +331,21 @@ def _assert_exact(settings: Settings, snapshot: publishing.Snapshot) -> None:
     for name in ("snowflake", "redshift"):
         wh = warehouse(name, settings)
         with wh.session():
-            publishing.reconcile(settings, wh, snapshot)
+            reconcile(settings, wh, snapshot)
 
 
 def test_killed_publish_then_rerun_is_exact(published, warehouses: Settings, tmp_path) -> None:
     settings = warehouses
     # 1. Killed while staging: Snowflake's staging table is half-filled.
     snapshot = _gold_version_with_changes(settings)
-    perf = publishing.read_snapshot(settings, "product_perf")
+    perf = snapshots.read_snapshot(settings, "product_perf")
     proc = _start_publish(tmp_path, settings, batch_rows=5)
     _kill_when(
         proc, lambda: 0 < _staged(settings, "product_perf", perf.batch_id) < perf.data.num_rows
     )
     wh = warehouse("snowflake", settings)
-    with wh.session(), pytest.raises(publishing.PublishError, match="does not reconcile"):
-        publishing.reconcile(settings, wh, snapshot)
+    with wh.session(), pytest.raises(PublishError, match="does not reconcile"):
+        reconcile(settings, wh, snapshot)
     publishing.publish(settings)
     _assert_exact(settings, snapshot)
 
@@ -365,16 +370,16 @@ def test_a_warehouse_that_drifted_fails_reconciliation_until_repaired(
         )
     finally:
         conn.close()
-    with pytest.raises(publishing.PublishError, match=r"does not reconcile.*checksum"):
+    with pytest.raises(PublishError, match=r"does not reconcile.*checksum"):
         publishing.publish(settings, warehouses=["snowflake"], tables=["customer_360"])
     publishing.publish(settings, ["snowflake"], ["customer_360"], full_refresh=True)
-    snapshot = publishing.read_snapshot(settings, "customer_360")
+    snapshot = snapshots.read_snapshot(settings, "customer_360")
     assert _mirror(settings).keys() == _lake_rows(snapshot).keys()
 
 
 def test_fingerprint_is_order_free_and_counts_duplicates() -> None:
     rows = [(1, "a"), (2, "b")]
-    fp = publishing.fingerprint
+    fp = snapshots.fingerprint
     assert fp(rows) == fp(list(reversed(rows)))
     assert fp([*rows, (1, "a")]) != fp(rows)
     assert fp([(1, "a"), (2, "c")]) != fp(rows)

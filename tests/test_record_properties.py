@@ -44,7 +44,7 @@ from ingestion.contracts import (
     guard,
     guard_one,
 )
-from lakehouse.config import SchemaPolicy
+from lakehouse.core.config import SchemaPolicy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 POLICIES = [

@@ -14,22 +14,25 @@ from datetime import timedelta
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from ingestion import local_service, runner
 from ingestion.contracts import QUARANTINE_TABLE
-from ingestion.runner import SOURCES
-from ingestion.sample_data.world import World
-from lakehouse import catalog, ops, pipeline, report, systems, watchdog
-from lakehouse.config import SchemaPolicy, Settings
-from lakehouse.dbt_cli import target_dir
-from lakehouse.sql import query
+from ingestion.registry import SOURCES
+from lakehouse.core.config import SchemaPolicy, Settings
+from lakehouse.core.dbt_paths import target_dir
+from lakehouse.observability import run_metrics, watchdog, watchdog_report
+from lakehouse.pipeline import loads, steps
+from lakehouse.stack import http_standin
+from lakehouse.stack import source_systems as systems
+from lakehouse.stack.sample_data.world import World
+from lakehouse.transform import catalog
+from lakehouse.transform.sql import query
 
 
 @pytest.fixture(scope="module")
 def run(dbt_built, warehouses: Settings, monkeypatch_module) -> tuple[str, list[dict]]:
     """The whole pipeline once more, under a run id of its own; its ops rows."""
-    monkeypatch_module.setenv(ops.RUN_ID_ENV, "test-run-metrics")
-    pipeline.run(warehouses)
-    return "test-run-metrics", ops.read(warehouses, run="test-run-metrics")
+    monkeypatch_module.setenv(run_metrics.RUN_ID_ENV, "test-run-metrics")
+    steps.run(warehouses)
+    return "test-run-metrics", run_metrics.read(warehouses, run="test-run-metrics")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def test_ingest_rows_match_the_bronze_commits(run, settings: Settings) -> None:
         quarantine = settings.bronze_dir / source / QUARANTINE_TABLE
         assert row["rows_quarantined"] == committed(quarantine), source
         assert row["rows_read"] >= row["rows_written"]
-        assert row["bytes_stored"] == sum(ops.stored_bytes(t) or 0 for t in
+        assert row["bytes_stored"] == sum(run_metrics.stored_bytes(t) or 0 for t in
                                           [*tables, quarantine])  # fmt: skip
         if row["rows_written"]:
             assert row["bytes_written"] > 0
@@ -127,7 +130,7 @@ def test_each_job_is_priced_from_the_configured_rates(run, settings: Settings) -
 
 def test_the_watchdog_report_renders_in_chromium(run, settings, browser, screenshot) -> None:
     run_id, rows = run
-    page_file = report.path(settings)
+    page_file = watchdog_report.path(settings)
     assert page_file.exists(), "the pipeline's report step writes it"
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(page_file.as_uri())
@@ -156,14 +159,14 @@ def test_a_failed_load_is_recorded_with_its_error(tmp_settings: Settings) -> Non
     sources = tmp_settings.sources.model_copy(update={"crm": crm})
     settings = tmp_settings.model_copy(update={"sources": sources})
     world = World(scale=0.01, dirty_share=0.05)
-    with local_service.serving_service(world) as service:
+    with http_standin.serving_service(world) as service:
         endpoints = systems.Endpoints(
             snowflake_url="", crm_base_url=service.url, crm_token="local-crm-token",
             redshift_url="", fx_base_url="", kafka_bootstrap="",
         )  # fmt: skip
         with pytest.raises(PipelineStepFailed, match="legacy_score"):
-            runner.ingest(settings, endpoints, ["crm"])
-    [row] = ops.read(settings)
+            loads.ingest(settings, endpoints, ["crm"])
+    [row] = run_metrics.read(settings)
     assert (row["step"], row["job"], row["status"]) == ("ingest", "bronze_crm", "error")
     assert "legacy_score" in row["error"]
     assert row["rows_written"] is None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import secrets_scan
-from lakehouse.config import REPO_ROOT
+from lakehouse.cli import secrets_scan
+from lakehouse.core.config import REPO_ROOT
 
 
 def test_the_repository_holds_no_secret() -> None:

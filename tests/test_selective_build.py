@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse import build_selection, dbt_cli
-from lakehouse.config import Settings
-from lakehouse.sql import query
+from lakehouse.core.config import Settings
+from lakehouse.transform import build_selection, dbt_cli
+from lakehouse.transform.sql import query
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -4,7 +4,8 @@ Every failure here is real: the local HTTP service answers 503/429/500, stalls o
 connection on demand (its ``faults`` test hook); a real Kafka broker and a real PostgreSQL
 server of this module's own (free ports, a temporary home, so stopping them disturbs no other
 test) are stopped, killed and restarted; the Snowflake stand-in's database file is locked. The
-loads go through ``ingestion.runner.ingest``, the code ``lakehouse ingest`` runs. Retry bounds are
+loads go through ``lakehouse.pipeline.loads.ingest``, the code ``lakehouse ingest`` runs. Retry
+bounds are
 small (``RETRY``) so the module stays fast.
 """
 
@@ -33,22 +34,24 @@ import yaml
 from confluent_kafka import Producer
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from ingestion import bronze, kafka_events, local_service, runner
+from ingestion import bronze, kafka_events
 from ingestion.contracts import GuardStats, SchemaContractViolation
 from ingestion.kafka_events import kafka_source
-from ingestion.local_service import Fault
 from ingestion.retry import SourceUnavailable, system_failure
-from ingestion.sample_data import fill
-from ingestion.sample_data.world import World
-from lakehouse import systems
-from lakehouse.config import (
+from lakehouse.core.config import (
     DEFAULT_CONFIG_FILE,
     REPO_ROOT,
     SchemaPolicy,
     Settings,
     SourceRetryConfig,
 )
-from lakehouse.services import kafka, postgres
+from lakehouse.pipeline import loads
+from lakehouse.stack import http_standin
+from lakehouse.stack import source_systems as systems
+from lakehouse.stack.http_standin import Fault
+from lakehouse.stack.sample_data import fill
+from lakehouse.stack.sample_data.world import World
+from lakehouse.stack.services import kafka, postgres
 
 RETRY = SourceRetryConfig(attempts=3, backoff_s=0.05, max_backoff_s=2.0, timeout_s=1.0)
 WORLD = World(scale=0.01, dirty_share=0.05)
@@ -73,7 +76,7 @@ def endpoints(**where: str) -> systems.Endpoints:
 def ingest(settings: Settings, where: systems.Endpoints, source: str) -> list[str]:
     """Load one source through the runner; return what it reported (retries included)."""
     lines: list[str] = []
-    runner.ingest(settings, where, [source], report=lines.append)
+    loads.ingest(settings, where, [source], report=lines.append)
     return lines
 
 
@@ -151,7 +154,7 @@ def test_failing_systems_are_told_from_everything_else(tmp_path: Path) -> None:
 
 
 def test_retry_bounds_are_validated(tmp_path: Path) -> None:
-    from lakehouse.config import ConfigError, load_settings
+    from lakehouse.core.config import ConfigError, load_settings
 
     config = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
     config["source_retry"]["attempts"] = 0
@@ -177,7 +180,7 @@ def expected_crm(world: World) -> int:
 
 
 def test_crm_503_twice_then_ok_loads_every_record(settings: Settings) -> None:
-    with local_service.serving_service(WORLD) as service:
+    with http_standin.serving_service(WORLD) as service:
         service.faults.add("/crm/v1/contacts", Fault(status=503), times=2)
         lines = ingest(settings, endpoints(crm_base_url=service.url), "crm")
     assert service.faults.injected == {"status 503": 2}
@@ -186,7 +189,7 @@ def test_crm_503_twice_then_ok_loads_every_record(settings: Settings) -> None:
 
 
 def test_crm_429_retry_after_is_honoured(settings: Settings) -> None:
-    with local_service.serving_service(WORLD) as service:
+    with http_standin.serving_service(WORLD) as service:
         service.faults.add("/crm/v1/accounts", Fault(status=429, retry_after="1"), page="1")
         ingest(settings, endpoints(crm_base_url=service.url), "crm")
     assert service.faults.injected == {"status 429": 1}
@@ -198,7 +201,7 @@ def test_crm_429_retry_after_is_honoured(settings: Settings) -> None:
 
 
 def test_crm_stall_past_the_timeout_is_retried(settings: Settings) -> None:
-    with local_service.serving_service(WORLD) as service:
+    with http_standin.serving_service(WORLD) as service:
         stall = Fault(stall_s=RETRY.timeout_s + 1.5)
         service.faults.add("/crm/v1/contacts", stall, page="2")
         ingest(settings, endpoints(crm_base_url=service.url), "crm")
@@ -209,7 +212,7 @@ def test_crm_stall_past_the_timeout_is_retried(settings: Settings) -> None:
 
 
 def test_crm_connection_reset_mid_page_is_retried(settings: Settings) -> None:
-    with local_service.serving_service(WORLD) as service:
+    with http_standin.serving_service(WORLD) as service:
         service.faults.add("/crm/v1/contacts", Fault(cut=True), page="2")
         ingest(settings, endpoints(crm_base_url=service.url), "crm")
     assert service.faults.injected == {"cut": 1}
@@ -218,11 +221,11 @@ def test_crm_connection_reset_mid_page_is_retried(settings: Settings) -> None:
 
 
 def test_crm_persistent_500_fails_cleanly_and_the_next_run_completes(settings: Settings) -> None:
-    with local_service.serving_service(WORLD) as service:
+    with http_standin.serving_service(WORLD) as service:
         ingest(settings, endpoints(crm_base_url=service.url), "crm")
     before = versions(settings, "crm"), dlt_state(settings, "crm"), crm_keys(settings)
 
-    with local_service.serving_service(WORLD_2) as service:
+    with http_standin.serving_service(WORLD_2) as service:
         service.faults.add("/crm/v1/accounts", Fault(status=500), times=None)
         with pytest.raises(SourceUnavailable) as failed:
             ingest(settings, endpoints(crm_base_url=service.url), "crm")
@@ -250,7 +253,7 @@ def test_a_fail_policy_violation_is_never_retried(settings: Settings) -> None:
         update={"sources": settings.sources.model_copy(update={"crm": crm})}
     )
     with (
-        local_service.serving_service(WORLD) as service,
+        http_standin.serving_service(WORLD) as service,
         pytest.raises(PipelineStepFailed, match="legacy_score") as failed,
     ):
         ingest(settings, endpoints(crm_base_url=service.url), "crm")
@@ -270,7 +273,7 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def test_fx_503_then_persistent_failure(settings: Settings) -> None:
-    with local_service.serving_service(WORLD) as service:
+    with http_standin.serving_service(WORLD) as service:
         day = WORLD.start_date.isoformat()
         service.faults.add(f"/fx/v1/{day}", Fault(status=503), times=2)
         ingest(settings, endpoints(fx_base_url=service.url), "fx")
@@ -346,7 +349,7 @@ def test_snowflake_database_locked_then_released_is_retried(settings: Settings) 
             holder.rollback()  # the other process lets go while the loader waits
 
     where = endpoints(snowflake_url=fill.snowflake_url(path))
-    runner.ingest(settings, where, ["snowflake"], report=report)
+    loads.ingest(settings, where, ["snowflake"], report=report)
     holder.close()
     assert sum("database is locked" in line for line in lines) == 1
     assert len(rows(settings, "snowflake", "customers")) == len(WORLD.customers)

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from lakehouse import watchdog
-from lakehouse.config import Settings, WatchdogConfig
+from lakehouse.core.config import Settings, WatchdogConfig
+from lakehouse.observability import watchdog
 
 CONF = WatchdogConfig(volume_tolerance=0.5, trailing_days=7, min_history_days=3)
 DAY = date(2026, 3, 10)

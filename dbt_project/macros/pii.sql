@@ -28,7 +28,7 @@
 {%- endmacro %}
 
 
-{#- The salted hash itself; Python's lakehouse.pii.digest computes the same. -#}
+{#- The salted hash itself; Python's lakehouse.core.pii.digest computes the same. -#}
 {% macro pii_hash(expression) -%}
   sha2(concat({{ pii_salt() }}, {{ expression }}), 256)
 {%- endmacro %}

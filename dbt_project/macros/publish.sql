@@ -1,5 +1,5 @@
 {#-
-  Publishing gold to the warehouses (docs/publish.md). lakehouse/publish.py copies a snapshot of
+  Publishing gold to the warehouses (docs/publish.md). lakehouse/publish/publisher.py copies a snapshot of
   a gold Delta table into the warehouse's `publish_staging` schema, stamped with `_batch_id` and
   `_lake_version`; the publish models below turn that staging table into the served table:
   a MERGE mirror in Snowflake, an append-only batch history in Redshift. These macros are the
@@ -37,7 +37,7 @@
 
 {#-
   The batch being published for a staged table, from the environment variable
-  LAKEHOUSE_PUBLISH_BATCHES (JSON `{<table>: <id>}`), which lakehouse/publish.py sets, or from
+  LAKEHOUSE_PUBLISH_BATCHES (JSON `{<table>: <id>}`), which lakehouse/publish/publisher.py sets, or from
   `--vars '{publish_batches: {<table>: <id>}}'` by hand. Without either the publish models refuse
   to compile. The environment, not --vars, is the platform's way because dbt keys partial parsing
   on the --vars (a new batch id would reparse the whole project, ~12 s a warehouse on 2 cores);

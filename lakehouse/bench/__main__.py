@@ -14,11 +14,12 @@ import socket
 import sys
 from pathlib import Path
 
-from lakehouse import pipeline, systems
 from lakehouse.bench import report
 from lakehouse.bench.harness import Bench, now, stop_everything
 from lakehouse.bench.targets import evaluate
-from lakehouse.config import REPO_ROOT, Settings, load_settings
+from lakehouse.core.config import REPO_ROOT, Settings, load_settings
+from lakehouse.pipeline import steps
+from lakehouse.stack import source_systems
 
 RETAINED_EXECUTIONS = 20_000
 PHASES = ("builds", "nothing-new", "generation-2", "kafka", "airflow")
@@ -74,16 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     facts = {**report.machine_facts(args.scale), "home": str(home), "started_at": now(),
              "repeat": args.repeat, "skipped": args.skip}  # fmt: skip
     bench = Bench(settings, repeat=args.repeat)
-    steps = {
+    phases = {
         "builds": bench.builds, "nothing-new": bench.nothing_new,
         "generation-2": bench.generation_2, "kafka": bench.kafka, "airflow": bench.airflow,
     }  # fmt: skip
     interrupted = False
     try:
         bench.phase("full-run", bench.full_run)  # starts and stops what it needs, as make run
-        for line in systems.start_local(settings):
-            pipeline.say(line)
-        for name, step in steps.items():
+        for line in source_systems.start_local(settings):
+            steps.say(line)
+        for name, step in phases.items():
             if name not in args.skip:
                 bench.phase(name, step)
     except KeyboardInterrupt:  # a long run stopped by hand still prints what it measured

@@ -1,6 +1,6 @@
 """The bench's steps, run in one process in this order, on the bench's own lake home:
 
-1. ``make run`` from an empty lake (pipeline.run), per step; per source and per warehouse from
+1. ``make run`` from an empty lake (steps.run), per step; per source and per warehouse from
    what the run recorded in ops.run_metrics;
 2. the engine restarted: the first whole ``dbt build``, then warm ones and ``--select
    customer_360`` (medians); the platform's build with nothing new (``lakehouse build``);
@@ -30,13 +30,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lakehouse import build_selection, engine, ops, pipeline, systems
 from lakehouse.bench import kafka as kafka_bench
 from lakehouse.bench import spark_ui
 from lakehouse.bench.report import Line, Sections
-from lakehouse.config import REPO_ROOT, SchedulesConfig, Settings
-from lakehouse.dbt_cli import DBT_PROJECT_DIR
-from lakehouse.services import airflow
+from lakehouse.core.config import REPO_ROOT, SchedulesConfig, Settings
+from lakehouse.core.dbt_paths import DBT_PROJECT_DIR
+from lakehouse.observability import run_metrics
+from lakehouse.pipeline import steps
+from lakehouse.stack import engine, source_systems
+from lakehouse.stack.services import airflow
+from lakehouse.transform import build_selection
 
 # The Snowflake emulator's staging phase in a PublishResult's seconds: reported beside the
 # `make run` total, not inside it (fakesnow's inserts are not what a real warehouse costs).
@@ -75,8 +78,8 @@ class Bench:
 
     def phase(self, name: str, work: Callable[[], None]) -> None:
         """Run one step; a failure is recorded (and printed), not fatal to the next steps."""
-        pipeline.say(f"bench: {name} ...")
-        os.environ[ops.RUN_ID_ENV] = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}-{name}"
+        steps.say(f"bench: {name} ...")
+        os.environ[run_metrics.RUN_ID_ENV] = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}-{name}"
         self._section = f"{name} (step)"
         try:
             work()
@@ -91,7 +94,7 @@ class Bench:
 
     def dbt_build(self, label: str, *args: str) -> float:
         """Wall time of ``dbt build <args>`` (through the platform: dbt-ol, run metrics)."""
-        return self._build(label, lambda: pipeline.dbt(self.settings, "build", *args))
+        return self._build(label, lambda: steps.dbt(self.settings, "build", *args))
 
     def platform_build(self, label: str) -> float:
         """Wall time of ``python -m lakehouse build`` (the build of what changed)."""
@@ -116,9 +119,9 @@ class Bench:
     def full_run(self) -> None:
         """``make run``'s steps, each followed by its parts: the loads per source, the publish
         per warehouse and phase (as ops.run_metrics recorded them for this run)."""
-        section = "make run from an empty lake (pipeline.run)"
-        timings = pipeline.run(self.settings)
-        metrics = ops.read(self.settings, run=ops.run_id())
+        section = "make run from an empty lake (steps.run)"
+        timings = steps.run(self.settings)
+        metrics = run_metrics.read(self.settings, run=run_metrics.run_id())
         publishes = {m["job"]: json.loads(m["details"] or "{}") for m in metrics
                      if m["step"] == "publish"}  # fmt: skip
         self.details["full_run"] = {"timings": timings, "publish": publishes}
@@ -146,7 +149,7 @@ class Bench:
         self.values["make_run_s"] = without
 
     def builds(self) -> None:
-        """Restart the engine (pipeline.run stopped it); the first build, then warm ones."""
+        """Restart the engine (steps.run stopped it); the first build, then warm ones."""
         section = "dbt build on a restarted engine"
         if engine.is_up(self.settings):
             engine.stop(self.settings)
@@ -182,12 +185,12 @@ class Bench:
     def generation_2(self) -> None:
         """A week later: about 10 % new and changed records, then the build and publish."""
         section = "incremental run after generation 2"
-        ingest_s, summaries = timed(lambda: pipeline.ingest(self.settings, generation=2))
+        ingest_s, summaries = timed(lambda: steps.ingest(self.settings, generation=2))
         for s in summaries:
             self.add(section, Line(f"ingest {s.source} ({s.read:,} records)", s.seconds))
         self.add(section, Line("ingest, all sources (with seeding generation 2)", ingest_s))
         label, build_s = "build (`lakehouse build`)", self.platform_build("after generation 2")
-        publish_s, results = timed(lambda: pipeline.publish(self.settings))
+        publish_s, results = timed(lambda: steps.publish(self.settings))
         self.add(section, Line(label, build_s))
         if "after generation 2" in self.statements:
             count = self.statements["after generation 2"]
@@ -205,7 +208,7 @@ class Bench:
         """The platform's Kafka load and the bare pipeline, one after the other over the same
         messages (scratch lakes; the platform's offsets and bronze are untouched)."""
         section = "Kafka to bronze over the same messages"
-        port = self.settings.services.kafka_port  # the broker is up (systems.start_local)
+        port = self.settings.services.kafka_port  # the broker is up (source_systems.start_local)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{port}"
         compared = kafka_bench.compare(self.settings, bootstrap)
         self.details["kafka"] = compared.as_dict()
@@ -223,7 +226,7 @@ class Bench:
         (interference on shared cores only ever slows a side down, and the first Airflow build
         also pays Cosmos' first parse). Airflow runs without schedules: the bench triggers."""
         section = "Airflow build_analytics vs the CLI build"
-        if not engine.is_up(self.settings):  # `--skip builds`: pipeline.run stopped it
+        if not engine.is_up(self.settings):  # `--skip builds`: steps.run stopped it
             engine.start(self.settings)
             self.dbt_build("warm-up before the Airflow pairs")  # the JIT, as the builds step
         orch = self.settings.orchestration.model_copy(
@@ -238,10 +241,10 @@ class Bench:
             for i in range(max(1, self.repeat)):
                 # Both sides do the same work: the plan (bronze versions from the Delta log),
                 # the build, the state kept; with no saved state both build everything.
-                pipeline.ingest(settings)
+                steps.ingest(settings)
                 forget_build_state(settings)
                 cli = self.platform_build(f"CLI lakehouse build, pair {i + 1}")
-                pipeline.ingest(settings)
+                steps.ingest(settings)
                 forget_build_state(settings)
                 pairs.append({"cli_s": cli, **build_analytics(client)})
         finally:
@@ -263,8 +266,8 @@ class Bench:
         the ports exported for the bench: the suite's own lake home is the clone's."""
         section = "make test on a clean clone"
         clone = tempfile.mkdtemp(prefix="lakehouse-bench-clone-")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("LAKEHOUSE_HOME", "LAKEHOUSE_SCALE", ops.RUN_ID_ENV)}  # fmt: skip
+        dropped = ("LAKEHOUSE_HOME", "LAKEHOUSE_SCALE", run_metrics.RUN_ID_ENV)
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         try:
             subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), clone], check=True)
             setup_s, _ = timed(lambda: subprocess.run(["make", "setup"], cwd=clone, env=env,
@@ -297,7 +300,8 @@ def _seconds(start: str, end: str) -> float:
 
 def forget_build_state(settings: Settings) -> None:
     """Make the next platform build (``lakehouse build``, or build_analytics) build everything:
-    drop the state of the last one (lakehouse/build_selection.py). Both sides of the Airflow
+    drop the state of the last one (lakehouse/transform/build_selection.py). Both sides of the
+    Airflow
     pair build everything, so the ratio is Cosmos' own cost, not a difference in selection."""
     build_selection.forget(settings)
 
@@ -348,8 +352,8 @@ def dbt_summary() -> dict[str, Any]:
 def stop_everything(settings: Settings) -> None:
     """What the bench started on its home: Airflow, the engine, the local systems."""
     for line in airflow.stop(settings):
-        pipeline.say(line)
+        steps.say(line)
     if engine.stop(settings):
-        pipeline.say("engine stopped")
-    for line in systems.stop_local(settings):
-        pipeline.say(line)
+        steps.say("engine stopped")
+    for line in source_systems.stop_local(settings):
+        steps.say(line)

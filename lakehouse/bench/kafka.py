@@ -11,7 +11,7 @@ scratch lake of its own under the lake home (deleted after), each with a consume
 own; neither commits offsets to Kafka, so the platform's offsets, bronze and state are untouched.
 
 Importing this module needs no broker; ``compare`` needs one holding the events (in a bench run,
-``lakehouse.systems.running(settings)`` gives the endpoints).
+``lakehouse.stack.source_systems.running(settings)`` gives the endpoints).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import orjson
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ingestion.kafka_events import ARROW_ROWS
-from lakehouse.config import Settings
+from ingestion import bronze
+from ingestion.contracts import GuardStats
+from ingestion.kafka_events import ARROW_ROWS, kafka_source
+from lakehouse.core.config import Settings
 
 # The bare pipeline's table: Kafka's coordinates and the event's fields as JSON gives them
 # (event_time stays text: parsing it is the contract's work, not the bare pipeline's).
@@ -139,10 +141,6 @@ def _platform(
     settings: Settings, home: Path, bootstrap: str, topic: str, batch_size: int, timeout_s: float
 ) -> Throughput:
     """The platform's Kafka load (guard, quarantine, offsets in dlt state, Delta merge)."""
-    from ingestion import bronze
-    from ingestion.contracts import GuardStats
-    from ingestion.kafka_events import kafka_source
-
     conf = settings.sources.kafka
     scratch = settings.model_copy(update={"home": home})
     stats = GuardStats()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.bench.targets import Verdict, limit_text, show
-from lakehouse.config import REPO_ROOT
+from lakehouse.core.config import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from lakehouse import engine
-from lakehouse.config import Settings
+from lakehouse.core.config import Settings
+from lakehouse.stack import engine
 
 _UI_PORT = re.compile(r"Successfully started service 'SparkUI' on port (\d+)")
 _COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.DOTALL)

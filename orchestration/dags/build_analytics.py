@@ -73,7 +73,8 @@ with DAG(
             "poke_interval": 2,
             # a model built downstream of one left out (skipped) still reports its own state
             "trigger_rule": "none_failed",
-            # the task that ran dbt records its models in ops.run_metrics (lakehouse/ops.py);
+            # the task that ran dbt records its models in ops.run_metrics
+            # (lakehouse/observability/run_metrics.py);
             # the producer's successful build becomes the state the next one compares with
             "callback": [record_dbt_metrics, remember_build],
             "callback_args": {
@@ -91,7 +92,8 @@ with DAG(
             outlets=[assets.published(warehouse, t) for t in cfg.gold_tables],
         )
         def publish(warehouse: str = warehouse) -> None:
-            """Stage the gold snapshot, serve it with dbt, reconcile (lakehouse/publish.py)."""
+            """Stage the gold snapshot, serve it with dbt, reconcile
+            (lakehouse/publish/publisher.py)."""
             import logging
 
             log = logging.getLogger(f"publish.{warehouse}")

@@ -1,4 +1,5 @@
-"""build_analytics builds what changed, as ``lakehouse build`` does (lakehouse/build_selection.py).
+"""build_analytics builds what changed, as ``lakehouse build`` does
+(lakehouse/transform/build_selection.py).
 
 ``select_changed`` runs as the Cosmos WATCHER producer's ``on_execute_callback``, right before
 its ``dbt build``: it asks the platform (``lakehouse build --plan``, in the dbt environment)

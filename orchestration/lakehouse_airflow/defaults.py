@@ -50,7 +50,8 @@ def lineage_parent() -> dict[str, str]:
     context = get_current_context()
     return {
         "OPENLINEAGE_PARENT_ID": lineage_parent_id(context["ti"]),
-        # ops.run_metrics groups the jobs of one DAG run under its run id (lakehouse/ops.py).
+        # ops.run_metrics groups the jobs of one DAG run under its run id
+        # (lakehouse/observability/run_metrics.py).
         "LAKEHOUSE_RUN_ID": f"{context['dag'].dag_id}/{context['run_id']}",
     }
 
@@ -78,7 +79,7 @@ def record_dbt_metrics(
     project_dir: str, lakehouse: str, log_file: str, context: Any = None, **_: Any
 ) -> None:
     """Cosmos callback after a dbt command: record its models in ops.run_metrics under the DAG
-    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/ops.py).
+    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/observability/run_metrics.py).
 
     Only the task that ran dbt has a run_results.json. The artifacts are copied (Cosmos deletes
     its temporary project when the callback returns) and recorded by a detached process, so the

@@ -1,6 +1,6 @@
 """The DAGs' view of the platform, read from ``$LAKEHOUSE_AIRFLOW_SETTINGS``.
 
-``lakehouse airflow up`` (lakehouse/services/airflow.py) writes that file from the validated
+``lakehouse airflow up`` (lakehouse/stack/services/airflow.py) writes that file from the validated
 ``lakehouse.yml``, so the DAG files parse no YAML and repeat no default.
 """
 

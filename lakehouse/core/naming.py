@@ -1,0 +1,89 @@
+"""Dataset names, chosen so that one table has one name whoever reports it.
+
+dbt-ol and Cosmos name a lake table ``spark://<thrift host>:<port>`` + ``<schema>.<table>``
+(sources by their dbt ``name``, which for bronze is ``bronze_<source>.<table>``). dlt writes a
+storage path. A bronze table is therefore emitted under its path (namespace ``file``, as Airflow
+names the Asset of the same table) with a ``symlinks`` facet giving its table name; the graph
+(and Marquez) resolve the symlink, so the dlt load, the Airflow task and the dbt models meet on
+one dataset.
+
+Source systems and warehouses follow OpenLineage's naming spec where it has one
+(``postgres://host:port`` + ``db.schema.table``, ``kafka://host:port`` + topic,
+``snowflake://account`` + ``DB.SCHEMA.TABLE``); an HTTP API is ``scheme://host:port`` + path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lakehouse.core.config import Settings
+
+# SQLAlchemy drivers -> OpenLineage namespace schemes
+_SCHEMES = {"postgresql": "postgres", "redshift": "redshift", "snowflake": "snowflake",
+            "sqlite": "sqlite", "mysql": "mysql"}  # fmt: skip
+
+
+@dataclass(frozen=True, order=True)
+class DatasetId:
+    """An OpenLineage dataset identity: namespace + name."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def spark_namespace(settings: Settings) -> str:
+    """The namespace dbt-ol gives tables of the engine (the profile's host and explicit port)."""
+    return f"spark://{settings.engine.host}:{settings.engine.port}"
+
+
+def bronze_table(settings: Settings, source: str, table: str) -> DatasetId:
+    """A bronze table by its table name, as dbt's source ``bronze_<source>.<table>`` reads it."""
+    return DatasetId(spark_namespace(settings), f"bronze_{source}.{table}")
+
+
+def bronze_location(settings: Settings, source: str, table: str) -> DatasetId:
+    """A bronze table by where dlt writes it, as Airflow's Asset (``file://<path>``) names it."""
+    return path_dataset(settings.bronze_dir / source / table)
+
+
+def path_dataset(path: Path) -> DatasetId:
+    return DatasetId("file", str(path.resolve()))
+
+
+def lake_table(settings: Settings, qualified_name: str) -> DatasetId:
+    """A silver or gold table (``schema.table``) as dbt-ol names the model."""
+    return DatasetId(spark_namespace(settings), qualified_name)
+
+
+def sql_table(url: str, schema: str | None, table: str) -> DatasetId:
+    """A table of a database reached by SQLAlchemy ``url`` (credentials never in the name)."""
+    parts = urlsplit(url)
+    scheme = _SCHEMES.get(parts.scheme.split("+")[0], parts.scheme.split("+")[0])
+    if scheme == "sqlite":  # a file: the path is the database
+        return DatasetId(f"sqlite://{parts.path}", f"main.{table}")
+    host = parts.hostname or "localhost"
+    authority = f"{host}:{parts.port}" if parts.port else host
+    path = [p for p in parts.path.split("/") if p]  # /database or /database/schema
+    database = path[0] if path else None
+    schema = schema or (path[1] if len(path) > 1 else None)
+    name = ".".join(p for p in (database, schema, table) if p)
+    if scheme == "snowflake":
+        return DatasetId(f"snowflake://{host}", name.upper())
+    return DatasetId(f"{scheme}://{authority}", name)
+
+
+def http_endpoint(base_url: str, path: str) -> DatasetId:
+    parts = urlsplit(base_url)
+    authority = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    base_path = parts.path.rstrip("/")
+    return DatasetId(f"{parts.scheme}://{authority}", f"{base_path}/{path.lstrip('/')}")
+
+
+def kafka_topic(bootstrap_servers: str, topic: str) -> DatasetId:
+    first = bootstrap_servers.split(",")[0].strip()
+    return DatasetId(f"kafka://{first}", topic)
