@@ -11,6 +11,7 @@ from the state the previous left.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ def _model_file(*parts: str) -> Path:
 def _build(settings: Settings) -> tuple[int, dict[str, str], list[str]]:
     """One platform build: its return code, the status of every node it ran, what it said
     (with ``dbt <command>`` for every dbt process it started, as the last lines)."""
-    said: list[str] = []
+    said = _Said()
     started: list[str] = []
     run_dbt = dbt_cli.dbt
 
@@ -58,13 +59,28 @@ def _build(settings: Settings) -> tuple[int, dict[str, str], list[str]]:
         return run_dbt(settings, *args, **kwargs)
 
     dbt_cli.dbt = counted  # counts the processes; each still runs the real dbt
+    logger = logging.getLogger(build_selection.__name__)
+    logger.addHandler(said)
+    logger.setLevel(logging.INFO)
     try:
-        result = build_selection.build(settings, say=said.append)
+        result = build_selection.build(settings)
     finally:
         dbt_cli.dbt = run_dbt
+        logger.removeHandler(said)
     run_results = json.loads((dbt_cli.target_dir() / "run_results.json").read_text())
     statuses = {r["unique_id"]: r["status"] for r in run_results["results"]}
-    return result.returncode, statuses, said + started
+    return result.returncode, statuses, said.lines + started
+
+
+class _Said(logging.Handler):
+    """What the build logged, message by message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def _dbt_processes(said: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ taken: an engine or broker already answering there would be measured in place of
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import socket
@@ -17,9 +18,11 @@ from pathlib import Path
 from lakehouse.bench import report
 from lakehouse.bench.harness import Bench, now, stop_everything
 from lakehouse.bench.targets import evaluate
+from lakehouse.core import console
 from lakehouse.core.config import REPO_ROOT, Settings, load_settings
-from lakehouse.pipeline import steps
 from lakehouse.stack import source_systems
+
+log = logging.getLogger(__name__)
 
 RETAINED_EXECUTIONS = 20_000
 PHASES = ("builds", "nothing-new", "generation-2", "kafka", "airflow")
@@ -45,6 +48,7 @@ def _taken_ports(settings: Settings) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    console.configure()
     parser = argparse.ArgumentParser(prog="lakehouse.bench", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="sample data scale (default 1)")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / ".lakehouse-bench",
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.phase("full-run", bench.full_run)  # starts and stops what it needs, as make run
         for line in source_systems.start_local(settings):
-            steps.say(line)
+            log.info(line)
         for name, step in phases.items():
             if name not in args.skip:
                 bench.phase(name, step)

@@ -17,6 +17,7 @@ that fails is recorded and the bench goes on with the next (its rows read "faile
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -40,6 +41,8 @@ from lakehouse.pipeline import steps
 from lakehouse.stack import engine, source_systems
 from lakehouse.stack.services import airflow
 from lakehouse.transform import build_selection
+
+log = logging.getLogger(__name__)
 
 # The Snowflake emulator's staging phase in a PublishResult's seconds: reported beside the
 # `make run` total, not inside it (fakesnow's inserts are not what a real warehouse costs).
@@ -78,7 +81,7 @@ class Bench:
 
     def phase(self, name: str, work: Callable[[], None]) -> None:
         """Run one step; a failure is recorded (and printed), not fatal to the next steps."""
-        steps.say(f"bench: {name} ...")
+        log.info(f"bench: {name} ...")
         os.environ[run_metrics.RUN_ID_ENV] = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}-{name}"
         self._section = f"{name} (step)"
         try:
@@ -352,8 +355,8 @@ def dbt_summary() -> dict[str, Any]:
 def stop_everything(settings: Settings) -> None:
     """What the bench started on its home: Airflow, the engine, the local systems."""
     for line in airflow.stop(settings):
-        steps.say(line)
+        log.info(line)
     if engine.stop(settings):
-        steps.say("engine stopped")
+        log.info("engine stopped")
     for line in source_systems.stop_local(settings):
-        steps.say(line)
+        log.info(line)

@@ -11,7 +11,7 @@ import ipaddress
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -116,6 +116,11 @@ class ServicesConfig(_Strict):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
 
 
+# The warehouses gold can be published to (lakehouse/publish/warehouses.py serves each).
+WarehouseName = Literal["snowflake", "redshift"]
+WAREHOUSE_NAMES: tuple[str, ...] = get_args(WarehouseName)
+
+
 class PublishTableConfig(_Strict):
     """A gold table served in the warehouses (dbt_project/models/publish has its models)."""
 
@@ -125,7 +130,7 @@ class PublishTableConfig(_Strict):
 
 
 class PublishConfig(_Strict):
-    warehouses: list[Literal["snowflake", "redshift"]] = ["snowflake", "redshift"]
+    warehouses: list[WarehouseName] = list(WAREHOUSE_NAMES)
     # Rows per INSERT when staging a snapshot in Redshift (a Redshift statement is at most 16 MB).
     insert_batch_rows: int = Field(1000, ge=1, le=100_000)
     # Rows per Parquet file when staging in Snowflake (PUT to the table's stage, then COPY INTO).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import time
@@ -33,9 +34,7 @@ from lakehouse.stack.services import kafka, postgres, snowflake
 from lakehouse.transform import build_selection, catalog
 from lakehouse.transform.dbt_cli import dbt as dbt
 
-
-def say(message: str) -> None:
-    print(f"[lakehouse] {message}", flush=True)
+log = logging.getLogger(__name__)
 
 
 def ingest(
@@ -49,7 +48,7 @@ def ingest(
     Refused (HomeMismatch, nothing touched) if the lake home was filled with other settings.
     """
     if adopted := home_record.check(settings):
-        say(adopted)
+        log.info(adopted)
     seeded = source_systems.seeded_generation(settings)
     if generation and seeded and generation < seeded:
         raise home_record.HomeMismatch(
@@ -64,11 +63,11 @@ def ingest(
         if seeded != target:
             seed(settings, endpoints, target)
         summaries = loads.ingest(
-            settings, endpoints, sources, replay, report=lambda line: say(f"  {line}")
+            settings, endpoints, sources, replay, report=lambda line: log.info(f"  {line}")
         )
     total_rows = sum(s.read for s in summaries)
     total_s = sum(s.seconds for s in summaries)
-    say(f"  all sources: read {total_rows:,} records in {total_s:.1f}s")
+    log.info(f"  all sources: read {total_rows:,} records in {total_s:.1f}s")
     return summaries
 
 
@@ -77,7 +76,7 @@ def seed(settings: Settings, endpoints: source_systems.Endpoints, generation: in
     started = time.perf_counter()
     report = source_systems.seed(settings, endpoints, generation)
     dirty = sum(report.pop("dirty").values())
-    say(f"  seeded generation {generation} in {time.perf_counter() - started:.1f}s: "
+    log.info(f"  seeded generation {generation} in {time.perf_counter() - started:.1f}s: "
         f"{report} ({dirty:,} dirty records on purpose)")  # fmt: skip
     return report
 
@@ -86,7 +85,7 @@ def build(settings: Settings, everything: bool = False) -> None:
     """The platform's dbt build: what changed since the last successful one, with its tests
     (lakehouse/transform/build_selection.py); everything with ``everything``. Raises if it
     failed."""
-    build_selection.build(settings, everything, say=say).check_returncode()
+    build_selection.build(settings, everything).check_returncode()
     dq_summary()
 
 
@@ -106,7 +105,7 @@ def run(settings: Settings) -> dict[str, float]:
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    say(f"run {run_metrics.run_id()} (ops.run_metrics)")
+    log.info(f"run {run_metrics.run_id()} (ops.run_metrics)")
     parts = platform_parts(settings)
     with contextlib.ExitStack() as held, processes.Vigil() as vigil:
         # The engine's JVM boots while ingestion runs: ingestion writes Delta without Spark.
@@ -124,7 +123,9 @@ def run(settings: Settings) -> dict[str, float]:
             ingest(settings)
         with step("engine", timings, vigil):
             state = "started" if engine_ready() else "already running"
-            say(f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})")
+            log.info(
+                f"  Spark Thrift Server on {settings.engine.host}:{settings.engine.port} ({state})"
+            )
         with step("dbt build", timings, vigil):
             build(settings)
         with step("publish", timings, vigil), contextlib.ExitStack() as for_publish:
@@ -134,13 +135,13 @@ def run(settings: Settings) -> dict[str, float]:
             published = publish(settings)
         with step("report", timings, vigil):
             report(settings)
-            say(f"  watchdog report: {watchdog_report.write(settings)}")
+            log.info(f"  watchdog report: {watchdog_report.write(settings)}")
         with step("lineage", timings, vigil):
             lineage_page(settings)
     timings["total"] = time.perf_counter() - started
-    say("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    log.info("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     if emulated := publishing.emulator_staging_s(published):
-        say(f"  beside it: staging into the Snowflake emulator {emulated:.1f}s (in publish); "
+        log.info(f"  beside it: staging into the Snowflake emulator {emulated:.1f}s (in publish); "
             f"total without it {timings['total'] - emulated:.1f}s")  # fmt: skip
     return timings
 
@@ -193,7 +194,7 @@ def _hold(
 @contextlib.contextmanager
 def step(name: str, timings: dict[str, float], vigil: processes.Vigil) -> Iterator[None]:
     """A timed step of the run; a failure becomes one RunFailed naming what died, if anything."""
-    say(f"{name} ...")
+    log.info(f"{name} ...")
     started = time.perf_counter()
     try:
         with vigil.during(name):
@@ -201,7 +202,7 @@ def step(name: str, timings: dict[str, float], vigil: processes.Vigil) -> Iterat
     except (Exception, processes.PartDied) as exc:
         raise RunFailed(_failure(name, vigil.census(name), exc)) from exc
     timings[name] = time.perf_counter() - started
-    say(f"{name} done in {timings[name]:.1f}s")
+    log.info(f"{name} done in {timings[name]:.1f}s")
 
 
 def _failure(step_name: str, deaths: list[processes.Death], exc: BaseException) -> str:
@@ -228,11 +229,11 @@ def publish(
     measures the local stand-in, not the platform)."""
     started = time.perf_counter()
     results = publishing.publish(
-        settings, warehouses, tables, lambda line: say(f"  {line}"), full_refresh
+        settings, warehouses, tables, lambda line: log.info(f"  {line}"), full_refresh
     )
     total = time.perf_counter() - started
     emulated = publishing.emulator_staging_s(results)
-    say(f"  publish {total:.1f}s (of it, staging into the Snowflake emulator {emulated:.1f}s)"
+    log.info(f"  publish {total:.1f}s (of it, staging into the Snowflake emulator {emulated:.1f}s)"
         if emulated else f"  publish {total:.1f}s")  # fmt: skip
     return results
 
@@ -243,11 +244,11 @@ def dq_summary() -> dict[str, int]:
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
     counts = Counter(r["status"] for r in tests)
     failed = counts.get("fail", 0) + counts.get("error", 0)
-    say(f"  data tests: {counts.get('pass', 0)} passed, {counts.get('warn', 0)} warned, "
+    log.info(f"  data tests: {counts.get('pass', 0)} passed, {counts.get('warn', 0)} warned, "
         f"{failed} failed (details: dq.test_results)")  # fmt: skip
     for r in tests:
         if r["status"] in ("warn", "fail", "error"):
-            say(
+            log.info(
                 f"    {r['status']:<4} {r['failures'] or 0:>6} rows  {r['unique_id'].split('.')[2]}"
             )
     return dict(counts)
@@ -258,14 +259,14 @@ def lineage_page(settings: Settings) -> None:
     written = docs_site.write_lineage(settings)
     runs = written.lineage.runs.values()
     failed = sum(1 for r in runs if "FAIL" in r.states)
-    say(f"  {len(written.lineage.datasets)} datasets, {len(runs)} runs in the lineage"
+    log.info(f"  {len(written.lineage.datasets)} datasets, {len(runs)} runs in the lineage"
         f"{f' ({failed} failed)' if failed else ''}: open {written.page}")  # fmt: skip
 
 
 def report(settings: Settings) -> None:
     counts = catalog.table_counts(settings)
     width = max((len(f"{c.schema}.{c.table}") for c in counts), default=10)
-    say("tables built:")
+    log.info("tables built:")
     for c in counts:
         print(
             f"    {c.layer:<7} {c.schema + '.' + c.table:<{width}} {c.rows:>10,} rows", flush=True

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from lakehouse.core.config import Settings
 from lakehouse.transform import dbt_cli
 
 # Tests whose verdict depends on the clock (recency): run on every build. Set in the yml.
+log = logging.getLogger(__name__)
 TIME_BASED_TAG = "time_based"
 # Models whose result depends on today's date: rebuilt, with downstream, on a new day. A
 # separate tag, as a model's tags pass to its tests (which need not run on every build).
@@ -223,9 +224,7 @@ def summary(run_results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def build(
-    settings: Settings, everything: bool = False, say: Callable[[str], None] = print
-) -> subprocess.CompletedProcess:
+def build(settings: Settings, everything: bool = False) -> subprocess.CompletedProcess:
     """The platform's build: bronze's Delta versions and freshness, then ``dbt build`` of what
     changed (all of it with ``everything``); on success the manifest and the versions become
     the state the next build compares with. Returns the ``dbt build`` process (its return
@@ -235,7 +234,7 @@ def build(
     target = dbt_cli.target_dir()
     judged = freshness(lake, state_dir(settings) / "manifest.json")
     if judged:
-        say(f"  {judged}")
+        log.info(f"  {judged}")
     version, today = dbt_cli.dbt_version(), datetime.now(UTC).date().isoformat()
     fingerprint = vars_fingerprint()
     chosen = (
@@ -244,22 +243,22 @@ def build(
         else plan(settings, lake, version, today, fingerprint)
     )
     for reason in chosen.reasons:
-        say(f"  {reason}")
+        log.info(f"  {reason}")
     args = chosen.dbt_args(settings)
-    say(f"  dbt {' '.join(args)}")
+    log.info(f"  dbt {' '.join(args)}")
     (target / "run_results.json").unlink(missing_ok=True)  # the summary is of this build only
     begin(settings)
     result = dbt_cli.dbt(settings, *args, check=False)
     if run_results := _load(target / "run_results.json"):
         for line in summary(run_results):
-            say(f"  {line}")
+            log.info(f"  {line}")
     if not judged and (judged := freshness(lake, target / "manifest.json")):
-        say(f"  {judged}")  # the first build: judged by the manifest dbt just wrote
+        log.info(f"  {judged}")  # the first build: judged by the manifest dbt just wrote
     if result.returncode == 0:
         saved = remember(settings, target, version, today, fingerprint, lake)
-        say(f"  state for the next build: {saved}")
+        log.info(f"  state for the next build: {saved}")
     else:
-        say("  the build failed: the next build builds everything")
+        log.info("  the build failed: the next build builds everything")
     return result
 
 

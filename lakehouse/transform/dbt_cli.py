@@ -8,6 +8,7 @@ lineage (docs/lineage.md); ``lakehouse dbt <args>`` is the same for a person.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ LINEAGE_TARGETS = {"local", "cluster"}
 # Invocations that write tables: their models are recorded in ops.run_metrics
 # (lakehouse/observability/run_metrics.py).
 METRICS_COMMANDS = {"build", "run", "seed", "snapshot"}
+
+log = logging.getLogger(__name__)
 
 
 def dbt_version() -> str:
@@ -100,4 +103,4 @@ def _record_metrics(settings: Settings) -> None:
     try:
         run_metrics.record_dbt(settings, target_dir())
     except Exception as exc:  # e.g. dbt died before writing run_results.json
-        print(f"[lakehouse] warning: dbt run metrics not recorded: {exc}", file=sys.stderr)
+        log.warning(f"dbt run metrics not recorded: {exc}")

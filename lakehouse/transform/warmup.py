@@ -18,13 +18,14 @@ failed warm-up only costs the first build its speed, never the engine its start.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from typing import Any
 
 from lakehouse.core.config import Settings
 from lakehouse.transform.sql import connect
 
+log = logging.getLogger(__name__)
 SCHEMA = "lakehouse_warmup"
 TABLE = f"{SCHEMA}.orders"
 
@@ -113,5 +114,5 @@ def warm_up(settings: Settings) -> float:
             finally:
                 cursor.close()
     except Exception as exc:  # a cold first build is slower, not wrong
-        print(f"[lakehouse] warning: engine warm-up failed: {exc}", file=sys.stderr)
+        log.warning(f"engine warm-up failed: {exc}")
     return time.perf_counter() - started
