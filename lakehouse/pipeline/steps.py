@@ -134,7 +134,7 @@ def run(settings: Settings) -> dict[str, float]:
                 _hold(for_publish, vigil, parts["snowflake"], server)
             published = publish(settings)
         with step("report", timings, vigil):
-            report(settings)
+            row_counts(settings)
             log.info(f"  watchdog report: {watchdog_report.write(settings)}")
         with step("lineage", timings, vigil):
             lineage_page(settings)
@@ -263,11 +263,10 @@ def lineage_page(settings: Settings) -> None:
         f"{f' ({failed} failed)' if failed else ''}: open {written.page}")  # fmt: skip
 
 
-def report(settings: Settings) -> None:
+def row_counts(settings: Settings) -> None:
+    """Say every layer table's row count (one record: a table under its heading)."""
     counts = catalog.table_counts(settings)
     width = max((len(f"{c.schema}.{c.table}") for c in counts), default=10)
-    log.info("tables built:")
-    for c in counts:
-        print(
-            f"    {c.layer:<7} {c.schema + '.' + c.table:<{width}} {c.rows:>10,} rows", flush=True
-        )
+    rows = [f"    {c.layer:<7} {c.schema + '.' + c.table:<{width}} {c.rows:>10,} rows"
+            for c in counts]  # fmt: skip
+    log.info("\n".join(["tables built:", *rows]))

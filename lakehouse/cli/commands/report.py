@@ -15,6 +15,6 @@ log = logging.getLogger(__name__)
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if not args.html_only and engine.is_up(settings):
-        steps.report(settings)
+        steps.row_counts(settings)
     log.info(f"watchdog report: {watchdog_report.write(settings)}")
     return 0
