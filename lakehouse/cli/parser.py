@@ -42,53 +42,88 @@ def build_parser() -> argparse.ArgumentParser:
     home_cmd = commands.add_parser(
         "home", help="the settings the lake home was filled with (docs/operations.md)"
     )
-    home_cmd.add_argument("action", choices=["show", "adopt"],
-                          help="show: the home's record and any difference from the current "
-                          "settings; adopt: record the current settings as the home's")  # fmt: skip
+    home_cmd.add_argument(
+        "action",
+        choices=["show", "adopt"],
+        help="show: the home's record and any difference from the current "
+        "settings; adopt: record the current settings as the home's",
+    )
     return parser
 
 
 def _build(commands: argparse._SubParsersAction) -> None:
     build_cmd = commands.add_parser(
-        "build", help="the platform's dbt build: what changed since the last successful one "
-        "(bronze Delta versions, state:modified), with its tests; prints what it selected and why"
-    )  # fmt: skip
-    build_cmd.add_argument("--all", action="store_true", dest="everything",
-                           help="build and test everything (and record it as the state the "
-                           "next build compares with)")  # fmt: skip
-    build_cmd.add_argument("--plan", action="store_true",
-                           help="only print, as JSON, what a build would select now, and write "
-                           "the bronze versions it was planned on to --lake-state (for "
-                           "Airflow's producer)")  # fmt: skip
-    build_cmd.add_argument("--remember", action="store_true",
-                           help="record the successful build in --target-dir (its manifest; "
-                           "the bronze versions read before it in --lake-state) as the state "
-                           "the next build compares with (for Airflow's producer)")  # fmt: skip
-    build_cmd.add_argument("--lake-state", type=Path, help="--plan, --remember: the bronze "
-                           "versions the build was planned on (JSON)")  # fmt: skip
-    build_cmd.add_argument("--target-dir", type=Path, help="--remember: the target folder "
-                           "of the successful build")  # fmt: skip
-    build_cmd.add_argument("--vars", type=json.loads, default={}, help="--plan, --remember: "
-                           "the build's --vars, as JSON")  # fmt: skip
+        "build",
+        help="the platform's dbt build: what changed since the last successful one "
+        "(bronze Delta versions, state:modified), with its tests; prints what it selected and why",
+    )
+    build_cmd.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="build and test everything (and record it as the state the next build compares with)",
+    )
+    build_cmd.add_argument(
+        "--plan",
+        action="store_true",
+        help="only print, as JSON, what a build would select now, and write "
+        "the bronze versions it was planned on to --lake-state (for "
+        "Airflow's producer)",
+    )
+    build_cmd.add_argument(
+        "--remember",
+        action="store_true",
+        help="record the successful build in --target-dir (its manifest; "
+        "the bronze versions read before it in --lake-state) as the state "
+        "the next build compares with (for Airflow's producer)",
+    )
+    build_cmd.add_argument(
+        "--lake-state",
+        type=Path,
+        help="--plan, --remember: the bronze versions the build was planned on (JSON)",
+    )
+    build_cmd.add_argument(
+        "--target-dir", type=Path, help="--remember: the target folder of the successful build"
+    )
+    build_cmd.add_argument(
+        "--vars",
+        type=json.loads,
+        default={},
+        help="--plan, --remember: the build's --vars, as JSON",
+    )
 
 
 def _ingest(commands: argparse._SubParsersAction) -> None:
     ingest_cmd = commands.add_parser(
         "ingest", help="load sources into bronze (starts local source systems; no engine needed)"
     )
-    ingest_cmd.add_argument("--source", action="append", choices=SOURCES, dest="sources",
-                            help="load only this source (repeatable); default: all of "
-                            "them")  # fmt: skip
-    ingest_cmd.add_argument("--generation", type=int, choices=[1, 2],
-                            help="first seed the local systems with this generation of sample "
-                            "data (2 = a week later: new and changed records)")  # fmt: skip
+    ingest_cmd.add_argument(
+        "--source",
+        action="append",
+        choices=SOURCES,
+        dest="sources",
+        help="load only this source (repeatable); default: all of them",
+    )
+    ingest_cmd.add_argument(
+        "--generation",
+        type=int,
+        choices=[1, 2],
+        help="first seed the local systems with this generation of sample "
+        "data (2 = a week later: new and changed records)",
+    )
     replay = ingest_cmd.add_mutually_exclusive_group()
-    replay.add_argument("--replay-from-offset", type=int, metavar="N",
-                        help="Kafka: re-read every partition from offset N (no "
-                        "duplicates)")  # fmt: skip
-    replay.add_argument("--replay-from-time", type=datetime.fromisoformat, metavar="ISO-8601",
-                        help="Kafka: re-read from the first message at or after this "
-                        "time")  # fmt: skip
+    replay.add_argument(
+        "--replay-from-offset",
+        type=int,
+        metavar="N",
+        help="Kafka: re-read every partition from offset N (no duplicates)",
+    )
+    replay.add_argument(
+        "--replay-from-time",
+        type=datetime.fromisoformat,
+        metavar="ISO-8601",
+        help="Kafka: re-read from the first message at or after this time",
+    )
 
 
 def _backfill(commands: argparse._SubParsersAction) -> None:
@@ -96,50 +131,82 @@ def _backfill(commands: argparse._SubParsersAction) -> None:
         "backfill", help="reload a date range of one source, then rebuild what depends on it"
     )
     backfill_cmd.add_argument("--source", required=True, choices=SOURCES)
-    backfill_cmd.add_argument("--from", dest="start", required=True, type=date.fromisoformat,
-                              metavar="YYYY-MM-DD", help="first day to reload")  # fmt: skip
-    backfill_cmd.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                              help="last day to reload (default: --from)")  # fmt: skip
-    backfill_cmd.add_argument("--no-rebuild", action="store_true",
-                              help="reload bronze only; skip the dbt build downstream")  # fmt: skip
+    backfill_cmd.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="first day to reload",
+    )
+    backfill_cmd.add_argument(
+        "--to",
+        dest="end",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="last day to reload (default: --from)",
+    )
+    backfill_cmd.add_argument(
+        "--no-rebuild",
+        action="store_true",
+        help="reload bronze only; skip the dbt build downstream",
+    )
 
 
 def _publish(commands: argparse._SubParsersAction) -> None:
     publish = commands.add_parser(
         "publish", help="publish gold to the warehouses (Snowflake MERGE, Redshift append)"
     )
-    publish.add_argument("--warehouse", action="append", choices=sorted(WAREHOUSE_NAMES),
-                         dest="warehouses", help="only this warehouse (repeatable); default: "
-                         "publish.warehouses of lakehouse.yml")  # fmt: skip
-    publish.add_argument("--table", action="append", dest="tables",
-                         help="only this gold table (repeatable); default: all of "
-                         "publish.tables")  # fmt: skip
-    publish.add_argument("--full-refresh", action="store_true",
-                         help="rebuild the Snowflake mirrors from the snapshot (the repair "
-                         "after a failed reconciliation); Redshift histories are never "
-                         "rebuilt")  # fmt: skip
+    publish.add_argument(
+        "--warehouse",
+        action="append",
+        choices=sorted(WAREHOUSE_NAMES),
+        dest="warehouses",
+        help="only this warehouse (repeatable); default: publish.warehouses of lakehouse.yml",
+    )
+    publish.add_argument(
+        "--table",
+        action="append",
+        dest="tables",
+        help="only this gold table (repeatable); default: all of publish.tables",
+    )
+    publish.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the Snowflake mirrors from the snapshot (the repair "
+        "after a failed reconciliation); Redshift histories are never "
+        "rebuilt",
+    )
 
 
 def _observe(commands: argparse._SubParsersAction) -> None:
     report_cmd = commands.add_parser(
-        "report", help="write the watchdog report (HTML: freshness, volume, DQ, runs, cost); "
-        "with the engine up, also print the row count of every table"
-    )  # fmt: skip
-    report_cmd.add_argument("--html-only", action="store_true",
-                            help="only the HTML report (no engine needed)")  # fmt: skip
+        "report",
+        help="write the watchdog report (HTML: freshness, volume, DQ, runs, cost); "
+        "with the engine up, also print the row count of every table",
+    )
+    report_cmd.add_argument(
+        "--html-only", action="store_true", help="only the HTML report (no engine needed)"
+    )
     ops_cmd = commands.add_parser("ops", help="run metrics (ops.run_metrics): show or record")
     ops_cmd.add_argument("action", choices=["show", "record-dbt"])
     ops_cmd.add_argument("--run", help="show: only this run id (default: the latest run)")
-    ops_cmd.add_argument("--target-dir", help="record-dbt: the dbt target folder whose "
-                         "run_results.json and manifest.json to record")  # fmt: skip
+    ops_cmd.add_argument(
+        "--target-dir",
+        help="record-dbt: the dbt target folder whose run_results.json and manifest.json to record",
+    )
     watch = commands.add_parser(
         "watchdog", help="judge bronze volume or quarantine growth; exit 1 on a breach"
     )
     watch.add_argument("check", choices=["volume", "quarantine"])
-    watch.add_argument("--volume-tolerance", type=float,
-                       help="override orchestration.watchdog.volume_tolerance")  # fmt: skip
-    watch.add_argument("--quarantine-max-share", type=float,
-                       help="override orchestration.watchdog.quarantine_max_share")  # fmt: skip
+    watch.add_argument(
+        "--volume-tolerance", type=float, help="override orchestration.watchdog.volume_tolerance"
+    )
+    watch.add_argument(
+        "--quarantine-max-share",
+        type=float,
+        help="override orchestration.watchdog.quarantine_max_share",
+    )
     trace = commands.add_parser(
         "lineage", help="print where a column comes from, down to the source systems"
     )
@@ -151,8 +218,9 @@ def _airflow(commands: argparse._SubParsersAction) -> None:
     airflow_cmd = commands.add_parser("airflow", help="the local Airflow (orchestration/)")
     airflow_cmd.add_argument("action", choices=["up", "down", "status", "trigger"])
     airflow_cmd.add_argument("dag_id", nargs="?", help="trigger: the DAG to run")
-    airflow_cmd.add_argument("--conf", type=json.loads, default={},
-                             help="trigger: the run's conf as JSON")  # fmt: skip
+    airflow_cmd.add_argument(
+        "--conf", type=json.loads, default={}, help="trigger: the run's conf as JSON"
+    )
     airflow_cmd.add_argument("--wait", action="store_true", help="trigger: wait for the end")
 
 
@@ -162,6 +230,8 @@ def _docs(commands: argparse._SubParsersAction) -> None:
     )
     docs.add_argument("--serve", action="store_true", help="then serve it over HTTP")
     docs.add_argument("--port", type=int, default=8081, help="port for --serve (default 8081)")
-    docs.add_argument("--lineage-only", action="store_true",
-                      help="only the lineage page and registry (from the events; no "
-                      "engine)")  # fmt: skip
+    docs.add_argument(
+        "--lineage-only",
+        action="store_true",
+        help="only the lineage page and registry (from the events; no engine)",
+    )

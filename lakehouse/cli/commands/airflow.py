@@ -24,8 +24,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         else:
             up = airflow.is_up(settings)
             running = airflow.running_components(settings)
-            lines = [f"Airflow {'up' if up else 'down'} on {airflow.url(settings)}; "
-                     f"running: {', '.join(running) or 'nothing'}"]  # fmt: skip
+            lines = [
+                f"Airflow {'up' if up else 'down'} on {airflow.url(settings)}; "
+                f"running: {', '.join(running) or 'nothing'}"
+            ]
     except airflow.AirflowError as exc:
         print(f"airflow: {exc}", file=sys.stderr)
         return 1

@@ -26,8 +26,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         with engine.running(settings):
             steps.build(settings, args.everything)
     except subprocess.CalledProcessError as exc:
-        print(f"build failed: dbt exited with code {exc.returncode} (output above)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"build failed: dbt exited with code {exc.returncode} (output above)", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -49,9 +50,12 @@ def build_state(settings: Settings, args: argparse.Namespace) -> int:
         print(f"build --remember: no bronze versions in {args.lake_state}", file=sys.stderr)
         return 2
     saved = build_selection.remember(
-        settings, args.target_dir, manifest["metadata"]["dbt_version"],
-        datetime.now(UTC).date().isoformat(), build_selection.vars_fingerprint(args.vars),
+        settings,
+        args.target_dir,
+        manifest["metadata"]["dbt_version"],
+        datetime.now(UTC).date().isoformat(),
+        build_selection.vars_fingerprint(args.vars),
         lake,
-    )  # fmt: skip
+    )
     log.info(f"state for the next build: {saved}")
     return 0

@@ -20,8 +20,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     replay = None
     if args.replay_from_offset is not None or args.replay_from_time is not None:
         if args.sources not in (None, ["kafka"]):
-            print("lakehouse ingest: error: replay applies to the kafka source only "
-                  "(--source kafka)", file=sys.stderr)  # fmt: skip
+            print(
+                "lakehouse ingest: error: replay applies to the kafka source only (--source kafka)",
+                file=sys.stderr,
+            )
             return 2
         args.sources = ["kafka"]
         when = args.replay_from_time

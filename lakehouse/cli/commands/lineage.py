@@ -17,8 +17,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"lineage: {exc.args[0]} (run the pipeline first?)", file=sys.stderr)
         return 1
     if args.column not in node.fields:
-        print(f"lineage: {args.dataset} has no column {args.column!r}; it has "
-              f"{', '.join(node.fields)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"lineage: {args.dataset} has no column {args.column!r}; it has "
+            f"{', '.join(node.fields)}",
+            file=sys.stderr,
+        )
         return 1
     show(lineage.trace(node, args.column), 0)
     return 0

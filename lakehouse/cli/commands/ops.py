@@ -20,8 +20,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print("record-dbt needs --target-dir", file=sys.stderr)
             return 2
         recorded = run_metrics.record_dbt(settings, Path(args.target_dir))
-        log.info(f"{recorded} dbt job(s) recorded in {run_metrics.TABLE} "
-                 f"(run {run_metrics.run_id()})")  # fmt: skip
+        log.info(
+            f"{recorded} dbt job(s) recorded in {run_metrics.TABLE} (run {run_metrics.run_id()})"
+        )
         return 0
     rows = run_metrics.read(settings)
     run_id = args.run or (rows[-1]["run_id"] if rows else None)
@@ -31,10 +32,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"run {run_id}")
     for r in rows:
-        print(f"  {r['step']:<8} {r['job']:<42} {r['status']:<8} {r['duration_s']:>7.1f}s "
-              f"read {count(r['rows_read']):>9} written {count(r['rows_written']):>9} "
-              f"quarantined {count(r['rows_quarantined']):>6} "
-              f"cost {r['compute_cost']:.5f} {r['currency']}")  # fmt: skip
+        print(
+            f"  {r['step']:<8} {r['job']:<42} {r['status']:<8} {r['duration_s']:>7.1f}s "
+            f"read {count(r['rows_read']):>9} written {count(r['rows_written']):>9} "
+            f"quarantined {count(r['rows_quarantined']):>6} "
+            f"cost {r['compute_cost']:.5f} {r['currency']}"
+        )
     total = sum(r["compute_cost"] for r in rows)
     print(f"  {len(rows)} jobs, compute cost {total:.4f} {rows[0]['currency']}")
     return 0

@@ -29,8 +29,10 @@ def failed(settings: Settings, command: str, exc: BaseException) -> int:
     log = settings.log_dir / "lakehouse-errors.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
-        out.write(f"--- {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} lakehouse {command} "
-                  f"(run {run_metrics.run_id()})\n")  # fmt: skip
+        out.write(
+            f"--- {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} lakehouse {command} "
+            f"(run {run_metrics.run_id()})\n"
+        )
         out.writelines(traceback.format_exception(exc))
     print(f"{command} failed: {exc}\n(traceback: {log})", file=sys.stderr)
     return 1

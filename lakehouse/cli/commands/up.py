@@ -18,6 +18,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info(f"engine already answers on port {settings.engine.port}")
     else:
         pid = engine.start(settings)
-        log.info(f"engine up on {settings.engine.host}:{settings.engine.port} "
-                 f"(pid {pid}, log {engine.log_file(settings)})")  # fmt: skip
+        log.info(
+            f"engine up on {settings.engine.host}:{settings.engine.port} "
+            f"(pid {pid}, log {engine.log_file(settings)})"
+        )
     return 0

@@ -27,7 +27,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info(f"{verdict:6} {finding.subject}: {finding.message}")
     breaches = [f for f in findings if f.breach]
     if breaches:
-        print(f"{args.check} breached: " + "; ".join(f"{f.subject}: {f.message}" for f in breaches),
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{args.check} breached: " + "; ".join(f"{f.subject}: {f.message}" for f in breaches),
+            file=sys.stderr,
+        )
         return 1
     return 0
