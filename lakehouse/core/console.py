@@ -33,7 +33,8 @@ class _Console(logging.StreamHandler):
     ``sys.stderr`` are when the record is emitted (pytest swaps them)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr if record.levelno >= logging.WARNING else sys.stdout)
+        # not setStream(): it flushes the previous stream, which pytest may have closed
+        self.stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
         super().emit(record)
 
 
