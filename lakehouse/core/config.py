@@ -1,8 +1,9 @@
 """One validated view of the platform's configuration.
 
 Everything that differs between a laptop and production (paths, ports, source settings) is read
-once here, from ``lakehouse.yml`` plus environment overrides, and validated, so a typo fails at
-start-up with the file and key named instead of surfacing later as a Spark or dbt error.
+once here, from ``lakehouse.yml`` plus environment overrides (pydantic-settings: the sources are
+in lakehouse/core/settings_sources.py), and validated, so a typo fails at start-up with the file
+and key, or the variable, named instead of surfacing later as a Spark or dbt error.
 """
 
 from __future__ import annotations
@@ -13,8 +14,17 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from lakehouse.core.settings_sources import (
+    CONFIG_ENV,
+    ENV_PREFIX,
+    NESTED_DELIMITER,
+    Environment,
+    SourceError,
+    environment_then_file,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # lakehouse/core/config.py
 DEFAULT_CONFIG_FILE = REPO_ROOT / "lakehouse.yml"
@@ -221,10 +231,22 @@ class OpsConfig(_Strict):
     cost: CostConfig = CostConfig()
 
 
-class Settings(_Strict):
-    """The whole configuration. ``home`` is where the lake, warehouse and metastore live."""
+class Settings(BaseSettings):
+    """The whole configuration. ``home`` is where the lake, warehouse and metastore live.
 
-    home: Path
+    Built by ``load_settings``: from the environment first, then ``lakehouse.yml``, then these
+    defaults (lakehouse/core/settings_sources.py; every variable in docs/configuration.md).
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_ignore_empty=True,  # LAKEHOUSE_SCALE= (empty) is unset, as it always was
+    )
+
+    home: Path = REPO_ROOT / ".lakehouse"
     engine: EngineConfig
     reporting_currency: CurrencyCode = "USD"
     services: ServicesConfig = ServicesConfig()
@@ -234,6 +256,19 @@ class Settings(_Strict):
     publish: PublishConfig
     orchestration: OrchestrationConfig = OrchestrationConfig()
     ops: OpsConfig = OpsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings()`` reads what ``load_settings()`` does (no dotenv file, no secrets
+        directory: secrets are read where they are used, never kept in the settings)."""
+        return (init_settings, *environment_then_file(settings_cls, config_path()))
 
     @property
     def lake_dir(self) -> Path:
@@ -268,59 +303,44 @@ class Settings(_Strict):
         return self.home / "sources"
 
 
+def config_path() -> Path:
+    """The configuration file: ``$LAKEHOUSE_CONFIG``, else the repository's ``lakehouse.yml``."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
 class ConfigError(RuntimeError):
-    """A configuration file is invalid; the message names the file, the key and the problem."""
-
-
-def _env_overrides(raw: dict) -> dict:
-    """Apply the documented environment overrides on top of the file's values."""
-    raw = dict(raw)
-    raw["home"] = os.environ.get("LAKEHOUSE_HOME", raw.get("home") or REPO_ROOT / ".lakehouse")
-    engine = dict(raw.get("engine") or {})
-    services = dict(raw.get("services") or {})
-    for key in ("postgres_port", "snowflake_port", "kafka_port", "kafka_controller_port"):
-        if value := os.environ.get(f"LAKEHOUSE_{key.upper()}"):
-            services[key] = value
-    raw["services"] = services
-    sample = dict(raw.get("sample_data") or {})
-    if scale := os.environ.get("LAKEHOUSE_SCALE"):
-        sample["scale"] = scale
-    if dirty := os.environ.get("LAKEHOUSE_DIRTY_SHARE"):
-        sample["dirty_share"] = dirty
-    if sample:
-        raw["sample_data"] = sample
-    orchestration = dict(raw.get("orchestration") or {})
-    if port := os.environ.get("LAKEHOUSE_AIRFLOW_PORT"):
-        orchestration["api_port"] = port
-    if orchestration:
-        raw["orchestration"] = orchestration
-    if port := os.environ.get("LAKEHOUSE_THRIFT_PORT"):
-        engine["port"] = port
-    if host := os.environ.get("LAKEHOUSE_THRIFT_HOST"):
-        engine["host"] = host
-    if bind := os.environ.get("LAKEHOUSE_ENGINE_BIND_ADDRESS"):
-        engine["bind_address"] = bind
-    raw["engine"] = engine
-    return raw
+    """The configuration is invalid; the message names the file and key, or the environment
+    variable, and the problem."""
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Read, override and validate the configuration; raise ConfigError naming file and key."""
-    path = Path(path or os.environ.get("LAKEHOUSE_CONFIG", DEFAULT_CONFIG_FILE))
+    """Read, override and validate the configuration; raise ConfigError naming file and key.
+
+    ``path`` defaults to ``$LAKEHOUSE_CONFIG``, else the repository's ``lakehouse.yml``.
+    """
+    path = Path(path or config_path())
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: configuration file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
-    try:
-        settings = Settings.model_validate(_env_overrides(raw))
+        environment, file = environment_then_file(Settings, path)
+        settings = Settings(_build_sources=((environment, file), {}))
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(_problems(exc, path, environment)) from exc
     home = settings.home.expanduser().resolve()
     return settings.model_copy(update={"home": home})
+
+
+def _problems(exc: ValidationError, path: Path, environment: Environment) -> str:
+    """One line for all the problems: those of the file after its name, each of the
+    environment's with the variable that gave the value."""
+    in_file, in_environment = [], []
+    for err in exc.errors():
+        loc = tuple(str(part) for part in err["loc"])
+        key = ".".join(loc)
+        origin = environment.origin(loc)
+        if origin is None:
+            in_file.append(f"{key}: {err['msg']}")
+        else:
+            in_environment.append(f"{origin.variable}={origin.value!r} ({key}): {err['msg']}")
+    file_part = [f"{path}: {'; '.join(in_file)}"] if in_file else []
+    return "; ".join(file_part + in_environment)
