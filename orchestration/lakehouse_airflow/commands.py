@@ -16,14 +16,22 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.openlineage.plugins.macros import lineage_parent_id
 from airflow.providers.standard.hooks.subprocess import SubprocessHook, SubprocessResult
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-# A DAG's ``user_defined_macros``: the macro the env renders. (The provider's plugin offers the
-# same as ``macros.OpenLineageProviderPlugin.lineage_parent_id`` only while OpenLineage is
-# enabled; without it every command task would fail to render.)
+
+def lineage_parent_id(task_instance: Any) -> str:
+    """The OpenLineage provider's macro of that name. Imported when a task renders its env, not
+    when a DAG file is parsed: the provider's client costs ~1.2 s of imports (docs/performance.md).
+    (The provider's plugin offers it as ``macros.OpenLineageProviderPlugin.lineage_parent_id``
+    only while OpenLineage is enabled; without it every command task would fail to render.)"""
+    from airflow.providers.openlineage.plugins.macros import lineage_parent_id as parent_id
+
+    return parent_id(task_instance)
+
+
+# A DAG's ``user_defined_macros``: the macro the env renders.
 MACROS = {"lineage_parent_id": lineage_parent_id}
 LINEAGE_ENV = {
     "OPENLINEAGE_PARENT_ID": "{{ lineage_parent_id(task_instance) }}",
