@@ -16,13 +16,14 @@ to finish within ``build_deadline_s`` of being queued.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from lakehouse_airflow import assets
 from lakehouse_airflow.build_selection import remember_build, select_changed
-from lakehouse_airflow.defaults import deadline, default_args, record_dbt_metrics, run_cli
+from lakehouse_airflow.commands import MACROS, PlatformCommand, command
+from lakehouse_airflow.defaults import deadline, default_args, record_dbt_metrics
 from lakehouse_airflow.settings import load
 
 cfg = load()
@@ -34,7 +35,8 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=default_args(cfg),
-    deadline=deadline(cfg.build_deadline, f"build_analytics within {cfg.build_deadline}"),
+    deadline=deadline(cfg, cfg.build_deadline, f"build_analytics within {cfg.build_deadline}"),
+    user_defined_macros=MACROS,
     params={
         "dbt_vars": Param({}, type="object", description="extra dbt --vars for this run"),
     },
@@ -85,18 +87,12 @@ with DAG(
     )
 
     for warehouse in cfg.warehouses:
-
-        @task(
+        publish = PlatformCommand(
             task_id=f"publish_{warehouse}",
+            bash_command=command(cfg.lakehouse, "publish", "--warehouse", warehouse),
+            doc_md="Stage the gold snapshot, serve it with dbt, reconcile "
+            "(lakehouse/publish/publisher.py).",
             trigger_rule="none_failed",  # after a build that skipped what had nothing new
             outlets=[assets.published(warehouse, t) for t in cfg.gold_tables],
         )
-        def publish(warehouse: str = warehouse) -> None:
-            """Stage the gold snapshot, serve it with dbt, reconcile
-            (lakehouse/publish/publisher.py)."""
-            import logging
-
-            log = logging.getLogger(f"publish.{warehouse}")
-            run_cli([str(cfg.lakehouse), "publish", "--warehouse", warehouse], log)
-
-        dbt >> publish()
+        dbt >> publish

@@ -15,19 +15,19 @@ still fails on a breach and the report still shows it.
 
 from __future__ import annotations
 
-import logging
+from airflow.sdk import DAG, Param
 
-from airflow.sdk import DAG, Param, task
-
-from lakehouse_airflow.defaults import default_args, run_cli
+from lakehouse_airflow.commands import MACROS, PlatformCommand, command, commands
+from lakehouse_airflow.defaults import default_args
 from lakehouse_airflow.settings import load
 
 cfg = load()
-log = logging.getLogger("dq_watchdog")
 
 
-def _override(flag: str, value: float | None) -> list[str]:
-    return [] if value is None else [flag, str(value)]
+def _override(flag: str, param: str) -> str:
+    """`` <flag> <value>`` when the run sets the param, nothing otherwise (rendered per run; the
+    params' schema admits only numbers)."""
+    return f"{{% if params.{param} is not none %}} {flag} {{{{ params.{param} }}}}{{% endif %}}"
 
 
 with DAG(
@@ -41,38 +41,33 @@ with DAG(
         "volume_tolerance": Param(None, type=["null", "number"]),
         "quarantine_max_share": Param(None, type=["null", "number"]),
     },
+    user_defined_macros=MACROS,
     tags=["lakehouse", "data-quality", "watchdog"],
     doc_md=__doc__,
 ):
-
-    @task
-    def source_freshness() -> None:
-        """dbt source freshness: error-level staleness fails the task."""
-        run_cli([str(cfg.dbt), "source", "freshness",
-                 "--project-dir", str(cfg.dbt_project_dir),
-                 "--profiles-dir", str(cfg.profiles_yml.parent),
-                 "--target-path", "target/watchdog"], log)  # fmt: skip
-
-    @task
-    def volume(params: dict | None = None) -> None:
-        tolerance = (params or {}).get("volume_tolerance")
-        run_cli([str(cfg.lakehouse), "watchdog", "volume",
-                 *_override("--volume-tolerance", tolerance)], log)  # fmt: skip
-
-    @task
-    def quarantine_growth(params: dict | None = None) -> None:
-        share = (params or {}).get("quarantine_max_share")
-        run_cli([str(cfg.lakehouse), "watchdog", "quarantine",
-                 *_override("--quarantine-max-share", share)], log)  # fmt: skip
-
-    @task
-    def report() -> None:
-        """Refresh the HTML watchdog report and the lineage page. Independent of the checks (it
-        judges bronze itself), so a breach never stops the page that shows it."""
-        run_cli([str(cfg.lakehouse), "report", "--html-only"], log)
-        run_cli([str(cfg.lakehouse), "docs", "--lineage-only"], log)
-
-    source_freshness()
-    volume()
-    quarantine_growth()
-    report()
+    PlatformCommand(
+        task_id="source_freshness",
+        doc_md="dbt source freshness: error-level staleness fails the task.",
+        bash_command=command(cfg.dbt, "source", "freshness",
+                             "--project-dir", cfg.dbt_project_dir,
+                             "--profiles-dir", cfg.profiles_yml.parent,
+                             "--target-path", "target/watchdog"),
+    )  # fmt: skip
+    PlatformCommand(
+        task_id="volume",
+        bash_command=command(cfg.lakehouse, "watchdog", "volume")
+        + _override("--volume-tolerance", "volume_tolerance"),
+    )
+    PlatformCommand(
+        task_id="quarantine_growth",
+        bash_command=command(cfg.lakehouse, "watchdog", "quarantine")
+        + _override("--quarantine-max-share", "quarantine_max_share"),
+    )
+    PlatformCommand(
+        task_id="report",
+        doc_md="Refresh the HTML watchdog report and the lineage page. Independent of the checks "
+        "(it judges bronze itself), so a breach never stops the page that shows it.",
+        bash_command=commands(
+            [cfg.lakehouse, "report", "--html-only"], [cfg.lakehouse, "docs", "--lineage-only"]
+        ),
+    )

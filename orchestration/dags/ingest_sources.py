@@ -1,17 +1,19 @@
 """Airflow DAG ``ingest_sources``: load the five sources into bronze, one task per source.
 
-Each task runs the source's dlt loader (``lakehouse ingest --source <name>``) and, when it
-succeeds, updates the Airflow Asset of every bronze table that load writes; build_analytics is
-scheduled on those assets. The run promises to finish within ``ingest_deadline_s`` of being
-queued (a Deadline Alert; Airflow 3 has no SLAs).
+Each task runs the source's dlt loader (``lakehouse ingest --source <name>``, as a
+``PlatformCommand``: lakehouse_airflow/commands.py) and, when it succeeds, updates the Airflow
+Asset of every bronze table that load writes; build_analytics is scheduled on those assets.
+The run promises to finish within ``ingest_deadline_s`` of being queued (a Deadline Alert;
+Airflow 3 has no SLAs).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 
 from lakehouse_airflow import assets
-from lakehouse_airflow.defaults import deadline, default_args, run_cli
+from lakehouse_airflow.commands import MACROS, PlatformCommand, command
+from lakehouse_airflow.defaults import deadline, default_args
 from lakehouse_airflow.settings import load
 
 cfg = load()
@@ -23,17 +25,15 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=default_args(cfg),
-    deadline=deadline(cfg.ingest_deadline, f"ingest_sources within {cfg.ingest_deadline}"),
+    deadline=deadline(cfg, cfg.ingest_deadline, f"ingest_sources within {cfg.ingest_deadline}"),
+    user_defined_macros=MACROS,
     tags=["lakehouse", "bronze", "dlt"],
     doc_md=__doc__,
 ):
     for source in cfg.bronze_tables:
-
-        @task(task_id=f"load_{source}", outlets=assets.bronze_of(cfg, source))
-        def load_source(source: str = source) -> None:
-            """dlt: extract, normalise, contract-check and load one source into bronze."""
-            import logging
-
-            run_cli([str(cfg.lakehouse), "ingest", "--source", source], logging.getLogger(source))
-
-        load_source()
+        PlatformCommand(
+            task_id=f"load_{source}",
+            bash_command=command(cfg.lakehouse, "ingest", "--source", source),
+            doc_md="dlt: extract, normalise, contract-check and load one source into bronze.",
+            outlets=assets.bronze_of(cfg, source),
+        )

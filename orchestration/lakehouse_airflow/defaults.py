@@ -1,4 +1,5 @@
-"""Task defaults every lakehouse DAG shares: retries with exponential backoff, alert on failure."""
+"""Task defaults every lakehouse DAG shares: retries with exponential backoff, alert on failure
+(a notifier per channel, lakehouse_airflow/alerts.py), a deadline alerting the same channels."""
 
 from __future__ import annotations
 
@@ -6,15 +7,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import DeadlineAlert
 
-from lakehouse_airflow.alerts import deadline_missed, task_failed
+from lakehouse_airflow.alerts import deadline_alerts, on_failure
 from lakehouse_airflow.settings import DagSettings
 
 
@@ -27,52 +26,14 @@ def default_args(cfg: DagSettings) -> dict[str, Any]:
         # Airflow 3: a float multiplier, the wait grows delay, delay*m, delay*m^2 ...
         "retry_exponential_backoff": retry["backoff_multiplier"],
         "max_retry_delay": timedelta(seconds=retry["max_delay_s"]),
-        "on_failure_callback": task_failed,
+        "on_failure_callback": on_failure(cfg.alerts),
     }
 
 
-def deadline(within: timedelta, promise: str) -> DeadlineAlert:
-    """Airflow 3's replacement for SLAs: alert when a run is not done ``within`` of queueing."""
-    return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=within,
-        callback=AsyncCallback(deadline_missed, kwargs={"promise": promise}),
-    )
-
-
-def lineage_parent() -> dict[str, str]:
-    """The running task's OpenLineage run, named so that the runs the command emits (its dlt
-    loads, its publish) become children of the task's run in the lineage graph; and the DAG
-    run's id, under which the command records its jobs' metrics."""
-    from airflow.providers.openlineage.plugins.macros import lineage_parent_id
-    from airflow.sdk import get_current_context
-
-    context = get_current_context()
-    return {
-        "OPENLINEAGE_PARENT_ID": lineage_parent_id(context["ti"]),
-        # ops.run_metrics groups the jobs of one DAG run under its run id
-        # (lakehouse/observability/run_metrics.py).
-        "LAKEHOUSE_RUN_ID": f"{context['dag'].dag_id}/{context['run_id']}",
-    }
-
-
-def run_cli(argv: Sequence[str], log: Any) -> str:
-    """Run a platform command (in its own environment) as a child of the running task, stream
-    its output to the task log and fail the task with the command's last words, so the alert
-    says what went wrong."""
-    lines: list[str] = []
-    env = {**os.environ, **lineage_parent()}
-    with subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.info(line.rstrip())
-            lines.append(line.rstrip())
-    if proc.returncode != 0:
-        tail = " | ".join(lines[-5:])
-        raise AirflowException(f"`{' '.join(map(str, argv[1:]))}` exited {proc.returncode}: {tail}")
-    return "\n".join(lines)
+def deadline(cfg: DagSettings, within: timedelta, promise: str) -> list[DeadlineAlert]:
+    """Airflow 3's replacement for SLAs: alert through every channel when a run is not done
+    ``within`` of queueing."""
+    return deadline_alerts(cfg.alerts, within, promise)
 
 
 def record_dbt_metrics(

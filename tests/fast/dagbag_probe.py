@@ -1,0 +1,95 @@
+"""Run by tests/fast/test_dag_integrity.py with the Airflow environment's Python
+(``.venv-airflow``): load every DAG file into a DagBag, as the DAG processor does, and write what
+the test judges as one JSON document. No metadata database, scheduler or engine: a DagBag only
+imports the files.
+
+Usage: ``python dagbag_probe.py <dags folder> <output.json>``, in the environment the Airflow
+components get (``lakehouse.stack.services.airflow.environment``: the settings file,
+``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+
+def _callable_name(callback: Any) -> str:
+    kind = callback if isinstance(callback, type) else type(callback)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def describe_dag(dag: Any) -> dict[str, Any]:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    DagSerialization.to_dict(dag)  # what the DAG processor stores: it must serialize
+    tasks = {}
+    for task in dag.tasks:
+        tasks[task.task_id] = {
+            "upstream": sorted(task.upstream_task_ids),
+            "retries": task.retries,
+            "retry_delay_s": _seconds(task.retry_delay),
+            "retry_exponential_backoff": float(task.retry_exponential_backoff),
+            "max_retry_delay_s": _seconds(task.max_retry_delay),
+            "on_failure_callback": [_callable_name(c) for c in task.on_failure_callback or []],
+            "operator": _callable_name(task),
+            "bash_command": getattr(task, "bash_command", None),
+            "env": getattr(task, "env", None),
+            "append_env": getattr(task, "append_env", None),
+        }
+    deadlines = [
+        {
+            "reference": type(alert.reference).__name__,
+            "interval_s": _seconds(alert.interval),
+            "callback": alert.callback.path,
+            "kwargs": alert.callback.kwargs,
+        }
+        for alert in dag.deadline or []
+    ]
+    env = dag.get_template_env()
+    defaults = dag.params.dump()
+    overrides = {name: 0.25 for name in defaults}
+    rendered = {  # commands that take run parameters, rendered with the defaults and overridden
+        task.task_id: {
+            "defaults": env.from_string(task.bash_command).render(params=defaults),
+            "overridden": env.from_string(task.bash_command).render(params=overrides),
+        }
+        for task in dag.tasks
+        if "{%" in (getattr(task, "bash_command", None) or "")
+    }
+    return {"tasks": tasks, "deadlines": deadlines, "rendered": rendered,
+            "macros": sorted(dag.user_defined_macros or {})}  # fmt: skip
+
+
+def main(dags_folder: str, output: str) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.monotonic()
+    bag = DagBag(dag_folder=dags_folder)
+    loaded_s = time.monotonic() - started
+    platform = sorted(
+        name
+        for name in sys.modules
+        if name.split(".")[0] in {"lakehouse", "ingestion"}  # not lakehouse_airflow
+    )
+    found = {
+        "import_errors": {path: str(error) for path, error in bag.import_errors.items()},
+        "parse_s": {stat.file: stat.duration.total_seconds() for stat in bag.dagbag_stats},
+        "load_s": loaded_s,
+        "platform_modules": platform,
+        "dags": {dag_id: describe_dag(dag) for dag_id, dag in bag.dags.items()},
+        "dag_files": {dag_id: dag.fileloc for dag_id, dag in bag.dags.items()},
+    }
+    with open(output, "w") as out:  # not stdout: Airflow and Cosmos may print there
+        json.dump(found, out, default=str)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
