@@ -87,9 +87,34 @@ def _lake_rows(snapshot: publishing.Snapshot) -> dict[int, dict]:
     return {r[KEY]: r for r in snapshot.data.to_pylist()}
 
 
+def _empty_warehouses(settings: Settings) -> None:
+    """Drop every served table (and Snowflake's staging copy) from both stand-ins: whatever
+    published to the session's warehouses before this module (another module's pipeline run, an
+    earlier session on the same lake home), its first publish is a first publish."""
+    conn = _snowflake(settings)
+    try:
+        for table in settings.publish.tables:
+            for schema in ("gold", "publish_staging"):
+                conn.cursor().execute(f"drop table if exists {schema}.{table}")
+    finally:
+        conn.close()
+    conn = psycopg2.connect(
+        host=postgres.HOST, port=settings.services.postgres_port, user=postgres.ROLE,
+        password=postgres.PASSWORD, dbname=postgres.WAREHOUSE_DATABASE, sslmode="disable",
+    )  # fmt: skip
+    redshift = warehouse("redshift", settings)
+    try:
+        with conn, conn.cursor() as cur:
+            for table in settings.publish.tables:
+                cur.execute(f"drop table if exists {redshift.served_table(table)}")
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def published(dbt_built, warehouses: Settings) -> list[publishing.PublishResult]:
-    """Gold published once to both warehouses."""
+    """Gold published once to both warehouses, emptied first: the module's own first publish."""
+    _empty_warehouses(warehouses)
     return publishing.publish(warehouses)
 
 
