@@ -1,11 +1,12 @@
 """Shared fixtures: one real Spark Thrift Server and one pipeline run for the whole session.
 
 Two tiers. ``tests/fast/`` (`make test-fast`) needs no engine and no service: no JVM, no
-PostgreSQL, no broker, no emulator, no running Airflow; it tells a developer in well under a
-minute whether something broke. The modules directly under ``tests/`` are the engine tier, which
-tells the truth against real engines. Every fixture here that starts something is session-scoped
-and started only when a test asks for it (the imports of what it starts inside it), so the fast
-tier starts nothing; a fast test asking for one is refused at collection.
+PostgreSQL, no broker, no emulator, no running Airflow; it tells a developer in about a minute
+(on an idle machine) whether something broke. The modules directly under ``tests/`` are the
+engine tier, which tells the truth against real engines. Every fixture here that starts
+something is session-scoped and started only when a test asks for it (the imports of what it
+starts inside it), so the fast tier starts nothing; a fast test asking for one is refused at
+collection.
 
 Spark start-up costs 10-25 s, so the engine tier pays it once: the engine starts on its own port
 with its own lake home (never the data of `make run`), every test queries it, and it stops at the
