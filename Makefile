@@ -19,7 +19,7 @@ SETUP      := $(VENV)/.installed $(JAR_DIR)/.complete $(KAFKA_JARS)/.complete $(
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup run test bench up down status ingest dbt-build publish report backfill docs airflow \
+.PHONY: help setup run test test-fast bench up down status ingest dbt-build publish report backfill docs airflow \
         lint format clean clean-data
 
 help: ## list the targets
@@ -83,15 +83,25 @@ $(CHROMIUM):
 		echo "the UI tests need Chromium at $(CHROMIUM): install Debian's chromium package"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-# Two pytest workers: the modules on the suite's lake in order on one; beside them on the other,
-# the modules that share nothing with it (crash recovery, the service tests), then Airflow's on a
-# lake of its own (tests/conftest.py places each module; docs/performance.md: `make test`).
-# TEST_WORKERS=0 runs the suite in one process, in file order.
+# The fast tier (tests/fast/): no engine, no service (no JVM, PostgreSQL, broker, emulator or
+# running Airflow); spread test by test over FAST_WORKERS pytest workers, as most of its time is
+# waiting (retry back-offs, dlt's and dbt's start-up). Whatever lands in tests/fast/ runs here,
+# the DAG-integrity test in the Airflow environment included (set-up installs it).
+FAST_WORKERS ?= 4
+test-fast: $(SETUP) ## the fast tier alone (tests/fast/: no engine, no service), in about a minute
+	$(VENV)/bin/pytest tests/fast -n $(FAST_WORKERS)
+
+# Lint, the fast tier, then the engine tier on two pytest workers: the modules on the suite's lake
+# in order on one; beside them on the other, the modules that share nothing with it (crash
+# recovery, the service tests), then Airflow's on a lake of its own (tests/conftest.py places
+# each module; docs/performance.md: `make test`). TEST_WORKERS=0 runs the engine tier in one
+# process, in file order.
 TEST_WORKERS ?= 2
-test: $(SETUP) $(CHROMIUM) ## lint, then the whole test suite (pytest, which runs dbt build and its tests)
+test: $(SETUP) $(CHROMIUM) ## lint, the fast tier, then the engine tier (real engines: pytest runs dbt build and its tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest -n $(TEST_WORKERS)
+	$(MAKE) --no-print-directory test-fast
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --ignore=tests/fast
 
 # The bench's own lake home, emptied at each start: never the data of `make run` or the tests.
 SCALE ?= 1

@@ -905,7 +905,7 @@ class ArrowRows:
 
 
 # An ISO timestamp in UTC as producers write it: Arrow parses these as fromisoformat does (both
-# refuse an impossible date or time; tests/test_kafka_arrow.py holds them to the same values).
+# refuse an impossible date or time; tests/fast/test_kafka_arrow.py holds them to the same values).
 ISO_Z = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
 
 

@@ -1,7 +1,16 @@
 """Shared fixtures: one real Spark Thrift Server and one pipeline run for the whole session.
 
-Spark start-up costs 10-25 s, so the suite pays it once: the engine starts on its own port with
-its own lake home (never the data of `make run`), every test queries it, and it stops at the end.
+Two tiers. ``tests/fast/`` (`make test-fast`) needs no engine and no service: no JVM, no
+PostgreSQL, no broker, no emulator, no running Airflow; it tells a developer in about a minute
+(on an idle machine) whether something broke. The modules directly under ``tests/`` are the
+engine tier, which tells the truth against real engines. Every fixture here that starts
+something is session-scoped and started only when a test asks for it (the imports of what it
+starts inside it), so the fast tier starts nothing; a fast test asking for one is refused at
+collection.
+
+Spark start-up costs 10-25 s, so the engine tier pays it once: the engine starts on its own port
+with its own lake home (never the data of `make run`), every test queries it, and it stops at the
+end.
 """
 
 from __future__ import annotations
@@ -69,22 +78,26 @@ for _name, _value in TEST_ENV.items():
 # beside it on the other; then ``airflow``, on whichever worker is free first, with a lake of its
 # own (XDIST_WORKER above), so the other modules never see its rebuilds and publishes. A module
 # not named here runs in ``lake``; each worker checks the lists against the fixtures each module
-# asks for (pytest_collection_modifyitems).
+# asks for (pytest_collection_modifyitems). The fast tier (tests/fast/, `make test-fast`) is spread
+# test by test over its workers: nothing there is shared or expensive to set up.
 APART_MODULES = frozenset({
-    "test_bench.py", "test_config.py", "test_crash_recovery.py", "test_fx_ingestion.py",
-    "test_jars.py", "test_kafka_arrow.py", "test_kafka_service.py", "test_network_binding.py",
-    "test_postgres_service.py", "test_record_properties.py", "test_secrets.py",
-    "test_source_failures.py", "test_watchdog.py",
+    "test_crash_recovery.py", "test_kafka_service.py", "test_network_binding.py",
+    "test_postgres_service.py", "test_source_outages.py",
 })  # fmt: skip
 AIRFLOW_MODULES = frozenset({"test_orchestration.py"})
 # What a lake of the suite is made of: a module asking for any of these must run where it lives.
 LAKE_FIXTURES = frozenset(
     {"_engine_booting", "spark", "source_systems", "ingested", "dbt_built", "warehouses"}
 )
+# ... and what the fast tier may never ask for: the lake, a browser (Chromium), or a server.
+NOT_FAST_FIXTURES = LAKE_FIXTURES | {"browser", "broker", "server"}
+FAST_DIR = "tests/fast/"
 
 
 def suite_group(nodeid: str) -> str:
-    """The xdist group of a test, from its module's file name."""
+    """The xdist group of a test, from its module's file name (a fast test is a group alone)."""
+    if nodeid.startswith(FAST_DIR):
+        return nodeid
     module = nodeid.split("::")[0].rsplit("/", 1)[-1]
     if module in AIRFLOW_MODULES:
         return "airflow"
@@ -110,6 +123,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("airflow") is not None)
     for item in items:
         group = suite_group(item.nodeid)
+        if item.nodeid.startswith(FAST_DIR) and not NOT_FAST_FIXTURES.isdisjoint(item.fixturenames):
+            used = sorted(NOT_FAST_FIXTURES.intersection(item.fixturenames))
+            raise pytest.UsageError(f"{item.nodeid} is in the fast tier but uses {used}: move it "
+                                    "to the engine tier (tests/)")  # fmt: skip
         if group == "apart" and not LAKE_FIXTURES.isdisjoint(item.fixturenames):
             used = sorted(LAKE_FIXTURES.intersection(item.fixturenames))
             raise pytest.UsageError(f"{item.nodeid} uses the session's lake ({used}): remove its "

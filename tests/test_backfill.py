@@ -115,12 +115,3 @@ def test_a_one_day_backfill_changes_only_that_days_rows_downstream(
     assert changed_customers <= {before["orders"][o][3] for o in affected}
     # and the restore put every row back
     assert _gold(spark) == before
-
-
-def test_sources_without_a_date_range_say_what_to_do_instead(settings: Settings) -> None:
-    with pytest.raises(backfill.BackfillError, match="replay it instead"):
-        backfill.backfill(settings, "kafka", date(2025, 1, 2), date(2025, 1, 2))
-    with pytest.raises(backfill.BackfillError, match="replaced whole"):
-        backfill.backfill(settings, "snowflake", date(2025, 1, 2), date(2025, 1, 2))
-    with pytest.raises(backfill.BackfillError, match=r"ends .* before it starts"):
-        backfill.backfill(settings, "fx", date(2025, 1, 3), date(2025, 1, 2))

@@ -120,13 +120,6 @@ def test_the_warm_up_loads_every_delta_table_of_the_catalog(spark) -> None:
         query(spark, f"drop schema if exists {schema} cascade")
 
 
-def test_a_failed_warm_up_never_fails_the_start(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
-    monkeypatch.setenv("LAKEHOUSE_THRIFT_PORT", str(_free_port()))  # nothing answers there
-    warmup.warm_up(load_settings())
-    assert "engine warm-up failed" in capsys.readouterr().err
-
-
 def test_engine_lifecycle_leaves_no_process(tmp_path, monkeypatch) -> None:
     """Start and stop a second engine on another port: up, answering, then fully gone."""
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
@@ -146,22 +139,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def test_a_metastore_left_half_created_is_discarded_and_a_whole_one_kept(tmp_path) -> None:
-    """An engine stopped while Derby created its metastore left a folder Derby refuses for good
-    (XBM0A: no service.properties); the next launch must start afresh, never touch a whole one."""
-    half = tmp_path / "half" / "metastore_db"
-    (half / "seg0").mkdir(parents=True)
-    (half / "seg0" / "c10.dat").write_bytes(b"\0" * 64)
-    assert engine.discard_unfinished_metastore(half.parent) is True
-    assert not half.exists()
-
-    whole = tmp_path / "whole" / "metastore_db"
-    (whole / "seg0").mkdir(parents=True)
-    (whole / "service.properties").write_text(
-        "derby.serviceProtocol=org.apache.derby.database.Database\n"
-    )
-    assert engine.discard_unfinished_metastore(whole.parent) is False
-    assert (whole / "service.properties").exists() and (whole / "seg0").is_dir()
-    assert engine.discard_unfinished_metastore(tmp_path / "none") is False

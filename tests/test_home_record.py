@@ -209,21 +209,3 @@ def test_home_without_record_is_adopted_only_when_its_data_match(home: Path, mon
     said = home_record.check(load_settings())
     assert said and "recorded" in said
     assert home_record.read(settings)["sample_world"]["scale"] == float(SCALE)
-
-
-@pytest.mark.parametrize(
-    ("address", "kind", "identity"),
-    [
-        ("postgresql+psycopg2://loader:pa/s#s@db.corp:5439/web?sslmode=require", "sqlalchemy",
-         "postgresql://db.corp:5439/web"),
-        # pragma: allowlist nextline secret
-        ("snowflake://loader:s3cret@acme-prod/raw/sales?warehouse=load", "sqlalchemy",
-         "snowflake://acme-prod/raw/sales"),
-        # pragma: allowlist nextline secret
-        ("https://svc:t0ken@crm.example.com:8443/api/v2/?key=k3y", "url",
-         "https://crm.example.com:8443/api/v2"),
-        (" b1.corp:9092,b0.corp:9092", "brokers", "b0.corp:9092,b1.corp:9092"),
-    ],
-)  # fmt: skip
-def test_a_system_is_identified_without_credentials(address: str, kind: str, identity: str) -> None:
-    assert home_record.identify(address, kind) == identity

@@ -9,20 +9,15 @@ reads. The expected columns below were worked out from the models' SQL, not read
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from ingestion import lineage as ingestion_lineage
 from ingestion.registry import SOURCES
-from lakehouse.core import naming
 from lakehouse.core.config import Settings
-from lakehouse.core.datasets import Dataset
 from lakehouse.core.dbt_paths import target_dir
 from lakehouse.observability.lineage import emit, graph, site
 from lakehouse.pipeline import docs_site
@@ -192,87 +187,6 @@ def test_lifetime_value_goes_through_silver_and_the_fx_conversion(lineage: graph
     gold = trace.columns_in("gold")
     assert {("gold.fct_orders", "order_amount_reporting"),
             ("gold.fx_rates_daily", "to_reporting_rate")} <= gold  # fmt: skip
-
-
-def test_openlineage_url_sends_events_to_a_backend_instead_of_the_file(
-    tmp_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """OPENLINEAGE_URL (here a receiver standing in for Marquez) replaces the file transport."""
-    received: list[dict] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(
-                {"path": self.path,
-                 "event": json.loads(self.rfile.read(int(self.headers["Content-Length"])))}
-            )  # fmt: skip
-            self.send_response(201)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{server.server_port}")
-    # the client translates OPENLINEAGE_URL into OPENLINEAGE__TRANSPORT__* variables of this
-    # process; they must not outlive the test
-    before = set(os.environ)
-    try:
-        source = Dataset(naming.kafka_topic("broker:9092", "events"), {"event_id": "text"})
-        with emit.job_run(tmp_settings, "test.job", "DLT", [source], "dlt") as run:
-            run.outputs = [Dataset(naming.path_dataset(tmp_settings.home / "t"), rows=1)]
-    finally:
-        server.shutdown()
-        for name in set(os.environ) - before:
-            os.environ.pop(name)
-    assert [r["event"]["eventType"] for r in received] == ["START", "COMPLETE"]
-    assert {r["path"] for r in received} == {"/api/v1/lineage"}
-    assert received[1]["event"]["inputs"][0]["namespace"] == "kafka://broker:9092"
-    assert not emit.events_file(tmp_settings).exists()
-    assert "OPENLINEAGE__TRANSPORT__TYPE" not in emit.environment(tmp_settings)
-
-
-def test_a_lineage_backend_that_is_down_does_not_fail_the_job(
-    tmp_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{port}")
-    before = set(os.environ)
-    try:
-        with emit.job_run(tmp_settings, "test.unreachable", "DLT", [], "dlt") as run:
-            run.outputs = [Dataset(naming.path_dataset(tmp_settings.home / "t"), rows=1)]
-    finally:
-        for name in set(os.environ) - before:
-            os.environ.pop(name)
-    sent = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
-    assert len(sent) == 2 and "START event of test.unreachable" in sent[0]
-
-
-def test_a_failed_job_emits_fail_with_the_error(tmp_settings: Settings) -> None:
-    with pytest.raises(RuntimeError, match="source went away"):  # noqa: SIM117
-        with emit.job_run(tmp_settings, "test.failing", "DLT", [], "dlt"):
-            raise RuntimeError("source went away")
-    found, _ = graph.read_events([emit.events_file(tmp_settings)])
-    assert [e["eventType"] for e in found] == ["START", "FAIL"]
-    assert found[1]["run"]["facets"]["errorMessage"]["message"] == "source went away"
-
-
-def test_dataset_names_never_carry_credentials() -> None:
-    # pragma: allowlist nextline secret
-    url = "postgresql+psycopg2://lakehouse:s3cr%40t@db.internal:5439/analytics"
-    assert naming.sql_table(url, "web", "sessions") == naming.DatasetId(
-        "postgres://db.internal:5439", "analytics.web.sessions"
-    )
-    account = "snowflake://loader:pw@acme-eu1/RAW/SHOP?warehouse=LOAD"
-    assert naming.sql_table(account, None, "orders") == naming.DatasetId(
-        "snowflake://acme-eu1", "RAW.SHOP.ORDERS"
-    )
-    with_token = "https://user:token@crm.example.com:8443/api"  # pragma: allowlist secret
-    api = naming.http_endpoint(with_token, "crm/v1/contacts")
-    assert api == naming.DatasetId("https://crm.example.com:8443", "/api/crm/v1/contacts")
 
 
 def test_the_registry_lists_every_dataset_with_location_layer_and_owner(

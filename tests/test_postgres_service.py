@@ -116,14 +116,6 @@ def test_stop_leaves_no_process_and_running_cleans_up(home: Path, server: int) -
     _assert_gone(data, server, pids)
 
 
-def test_url_quotes_the_password() -> None:
-    password = "p@ss/word"  # pragma: allowlist secret
-    assert postgres.url(6543, "raw", password=password) == (
-        # pragma: allowlist nextline secret
-        "postgresql+psycopg2://lakehouse:p%40ss%2Fword@127.0.0.1:6543/raw"
-    )
-
-
 def _read(port: int) -> list[tuple]:
     engine = sa.create_engine(postgres.url(port))
     try:

@@ -2,7 +2,7 @@
 
 Secrets reach the platform only from the environment (profiles.yml's ``env_var``, the
 ``*_PASSWORD`` / ``*_TOKEN`` variables, dlt's secret providers); a key, token or password
-written into a file is a leak. ``tests/test_secrets.py`` runs this over every file git would
+written into a file is a leak. ``tests/fast/test_secrets.py`` runs this over every file git would
 commit, so a leak fails ``make test``.
 
 Patterns look for the shapes real credentials have (key headers, cloud and chat tokens, a

@@ -1,0 +1,190 @@
+"""Hostile Kafka messages through the session's real broker: every one ends in exactly one of
+bronze or quarantine, checked by its coordinates, with the bytes that were received.
+
+The hostile records that need no server (CRM answers, SQL rows) are the fast tier's
+(tests/fast/test_hostile_records.py), whose helpers these tests share.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+from confluent_kafka import Producer
+from test_hostile_records import QUARANTINE, raw_bytes, rows  # tests/fast (pyproject's pythonpath)
+
+from ingestion import bronze
+from ingestion.contracts import QUARANTINE_TABLE, GuardStats
+from ingestion.kafka_events import kafka_source
+from lakehouse.stack.services import kafka
+
+# ---- Kafka --------------------------------------------------------------------------------------
+
+
+def event(n: int, **fields) -> dict:
+    base = {"event_id": f"ev-{n}", "event_type": "page_view", "customer_id": n,
+            "event_time": "2025-01-02T03:04:05+00:00", "session_id": n, "page_url": "/p",
+            "amount": 1.5, "currency": "EUR"}  # fmt: skip
+    return {**base, **fields}
+
+
+def js(value) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _without(n: int, name: str) -> dict:
+    return {k: v for k, v in event(n).items() if k != name}
+
+
+WRONG_TYPES = {  # one message per column, each with a value its type cannot hold
+    "event_id": ["a"], "event_type": {"x": 1}, "customer_id": "abc", "event_time": "not a time",
+    "session_id": 1.5, "order_id": True, "page_url": ["/p"], "amount": "ten",
+    "currency": {"code": "EUR"},
+}  # fmt: skip
+DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000
+# (label, key, value, headers, expected: "bronze" or the quarantine reason's start)
+KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
+    *[(f"good {n}", f"c{n}".encode(), js(event(n)), None, "bronze") for n in range(9)],
+    ("tombstone", b"k-tomb", None, None, "tombstone"),
+    ("tombstone, null key", None, None, None, "tombstone"),
+    ("non-UTF-8 bytes", b"k", b"\xff\xfe\x00\x81garbage", None, "malformed record"),
+    ("invalid JSON", b"k", b'{"event_id": ', None, "malformed record"),
+    ("JSON array", b"k", b"[1, 2, 3]", None, "malformed record"),
+    ("JSON number", b"k", b"42", None, "malformed record"),
+    ("JSON string", b"k", b'"hello"', None, "malformed record"),
+    ("JSON null", b"k", b"null", None, "malformed record"),
+    ("empty value", b"k", b"", None, "malformed record"),
+    ("nested 5000 deep", b"k", DEEP, None, "malformed record"),
+    ("1 MB event", b"k", js(event(100, page_url="/" + "x" * 1_000_000)), None, "bronze"),
+    ("1 MB of junk", b"k", b"\x00junk" * 200_000, None, "malformed record"),
+    ("object in a text field", b"k", js(event(101, page_url={"a": 1})), None, "bad value"),
+    ("int beyond int64", b"k", js(event(102, customer_id=2**64)), None, "bad value"),
+    ("lone surrogate escape", b"k", js(event(103, event_type="\ud800")), None, "bad value"),
+    ("NaN", b"k", js(event(104, amount=float("nan"))), None, "bad value"),
+    ("Infinity", b"k", js(event(105, amount=float("inf"))), None, "bad value"),
+    ("dlt's PUA marker", b"k", js(event(106, page_url="\uf026123")), None, "bad value"),
+    (
+        "event_time in year 1",
+        b"k",
+        js(event(108, event_time="0001-01-01T00:00:00-01:00")),
+        None,
+        "bronze",
+    ),
+    (
+        "event_time out of range",
+        b"k",
+        js(event(107, event_time="0001-01-01T00:00:00+01:00")),
+        None,
+        "bad value",
+    ),
+    *[
+        (f"wrong type: {c}", b"k", js(event(110 + i, **{c: v})), None, "bad value")
+        for i, (c, v) in enumerate(WRONG_TYPES.items())
+    ],
+    ("an int in a text column", b"k", js(event(120, event_id=120)), None, "bronze"),
+    ("missing event_id", b"k", js(_without(121, "event_id")), None, "missing required value"),
+    ("missing event_time", b"k", js(_without(122, "event_time")), None, "missing required value"),
+    ("unknown column", b"k", js(event(123, mystery=1)), None, "unknown columns"),
+    ("sets kafka_offset itself", b"k", js(event(124, kafka_offset=1)), None, "malformed record"),
+    (
+        "duplicate keys",
+        b"k",
+        b'{"event_id": "dup-a", "event_id": "dup-b", "event_type": "x", '
+        b'"event_time": "2025-01-01T00:00:00Z"}',
+        None,
+        "bronze",
+    ),
+    ("null key", None, js(event(125)), None, "bronze"),
+    ("non-UTF-8 key", b"\xff\xfe", js(event(126)), None, "malformed record"),
+    (
+        "weird headers",
+        b"k",
+        js(event(127)),
+        [("h", b"\xff"), ("", None), ("x" * 50, b"v")],
+        "bronze",
+    ),
+    (
+        "weird headers, bad value",
+        b"k",
+        b"\xff",
+        [("h", b"\xff\x00"), ("n", None)],
+        "malformed record",
+    ),
+]
+
+
+def produce(bootstrap: str, topic: str, cases, partitions: int) -> dict[tuple[int, int], int]:
+    """Produce each case (round-robin over partitions); return (partition, offset) -> case."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "log_level": 3,
+                         "message.max.bytes": 2_000_000, "compression.type": "lz4"})  # fmt: skip
+    where: dict[tuple[int, int], int] = {}
+
+    def delivered(index: int):
+        def callback(err, message) -> None:
+            assert err is None, err
+            where[(message.partition(), message.offset())] = index
+
+        return callback
+
+    for i, (_, key, value, headers, _) in enumerate(cases):
+        producer.produce(topic, value=value, key=key, headers=headers, partition=i % partitions,
+                         on_delivery=delivered(i))  # fmt: skip
+    assert producer.flush(60) == 0
+    return where
+
+
+def load_kafka(settings, bootstrap: str, topic: str):
+    stats = GuardStats()
+    source = kafka_source(bootstrap, topic, "test", QUARANTINE, stats, 100)
+    return bronze.run(settings, "kafka", source, stats)
+
+
+def test_hostile_kafka_messages_each_end_in_one_place(tmp_settings, source_systems) -> None:
+    bootstrap, topic = source_systems.kafka_bootstrap, f"hostile_{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(bootstrap, topic, partitions=3)
+    where = produce(bootstrap, topic, KAFKA_CASES, 3)
+    assert len(where) == len(KAFKA_CASES)
+
+    summary = load_kafka(tmp_settings, bootstrap, topic)
+    events = rows(tmp_settings, "kafka", "events")
+    quarantined = rows(tmp_settings, "kafka", QUARANTINE_TABLE)
+    in_bronze = {(e["kafka_partition"], e["kafka_offset"]) for e in events}
+    in_quarantine = {(q["kafka_partition"], q["kafka_offset"]): q for q in quarantined}
+    assert not in_bronze & set(in_quarantine), "no message in both"
+    assert in_bronze | set(in_quarantine) == set(where), "every message somewhere"
+    assert len(events) + len(quarantined) == len(KAFKA_CASES), "and once"
+    for coordinates, index in where.items():
+        label, key, value, headers, expected = KAFKA_CASES[index]
+        if expected == "bronze":
+            assert coordinates in in_bronze, label
+            continue
+        kept = in_quarantine.get(coordinates)
+        assert kept is not None, label
+        assert kept["reason"].startswith(expected), (label, kept["reason"])
+        assert raw_bytes(kept) == value, f"{label}: the payload is kept byte for byte"
+        if key is not None:
+            decode = base64.b64decode if kept["kafka_key_encoding"] == "base64" else str.encode
+            assert decode(kept["kafka_key"]) == key, label
+        if headers:
+            assert [h[0] for h in json.loads(kept["kafka_headers"])] == [h[0] for h in headers]
+    by_id = {e["event_id"]: e for e in events}
+    assert by_id["dup-b"]["event_type"] == "x", "duplicate JSON keys: the last value wins"
+    assert by_id["120"]["kafka_key"] == "k", "a number in a text column is its text"
+    assert len(by_id["ev-100"]["page_url"]) == 1_000_001
+
+    assert summary.read == len(KAFKA_CASES) and summary.balanced
+    assert summary.loaded == len(events) and summary.quarantined == len(quarantined)
+    expected_bronze = sum(case[4] == "bronze" for case in KAFKA_CASES)
+    assert summary.tables["events"].inserted == expected_bronze == len(events)
+    state = bronze.pipeline(tmp_settings, "kafka").state["sources"]["kafka"]["resources"]
+    offsets = state["events"]["topic_offsets"][topic]
+    assert offsets == {str(p): sum(1 for q, _ in where if q == p) for p in range(3)}
+
+    again = load_kafka(tmp_settings, bootstrap, topic)
+    assert again.read == 0, "the offsets moved past every message, good or bad"
+
+    other = f"hostile_{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(bootstrap, other, partitions=3)
+    produce(bootstrap, other, KAFKA_CASES[:3], 3)
+    assert load_kafka(tmp_settings, bootstrap, other).read == 3, "another topic: its own offsets"
