@@ -92,13 +92,17 @@ LAKE_FIXTURES = frozenset(
 # ... and what the fast tier may never ask for: the lake, a browser (Chromium), or a server.
 NOT_FAST_FIXTURES = LAKE_FIXTURES | {"browser", "broker", "server"}
 FAST_DIR = "tests/fast/"
+# Fast modules whose module fixture is their cost (`dbt parse` and a DagBag in the Airflow
+# environment, ~15 s): run whole on one worker, so each pays it once.
+FAST_WHOLE_MODULES = frozenset({"test_dag_integrity.py", "test_alert_notifiers.py"})
 
 
 def suite_group(nodeid: str) -> str:
-    """The xdist group of a test, from its module's file name (a fast test is a group alone)."""
-    if nodeid.startswith(FAST_DIR):
-        return nodeid
+    """The xdist group of a test, from its module's file name (a fast test is a group alone,
+    unless its module is one of FAST_WHOLE_MODULES)."""
     module = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    if nodeid.startswith(FAST_DIR):
+        return module if module in FAST_WHOLE_MODULES else nodeid
     if module in AIRFLOW_MODULES:
         return "airflow"
     return "apart" if module in APART_MODULES else "lake"
