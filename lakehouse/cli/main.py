@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ingestion import registry
 from ingestion.registry import SOURCES
 from ingestion.retry import SourceUnavailable
 from lakehouse.core import bronze_versions
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest_cmd = commands.add_parser(
         "ingest", help="load sources into bronze (starts local source systems; no engine needed)"
     )
-    ingest_cmd.add_argument("--source", action="append", choices=SOURCES, dest="sources",
+    ingest_cmd.add_argument("--source", action="append", choices=registry.names(), dest="sources",
                         help="load only this source (repeatable); default: all five")  # fmt: skip
     ingest_cmd.add_argument("--generation", type=int, choices=[1, 2],
                         help="first seed the local systems with this generation of sample data "
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     backfill_cmd = commands.add_parser(
         "backfill", help="reload a date range of one source, then rebuild what depends on it"
     )
-    backfill_cmd.add_argument("--source", required=True, choices=SOURCES)
+    backfill_cmd.add_argument("--source", required=True, choices=registry.names())
     backfill_cmd.add_argument("--from", dest="start", required=True, type=date.fromisoformat,
                               metavar="YYYY-MM-DD", help="first day to reload")  # fmt: skip
     backfill_cmd.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD",
