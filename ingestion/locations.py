@@ -33,9 +33,23 @@ def configured(spec: SourceSpec, argument: str) -> str | None:
     return None if value is None else str(value)
 
 
+def address(spec: SourceSpec) -> str | None:
+    """The configured address of the source's system: its first location argument (a URL,
+    brokers, a credentials URL), or None when the local stand-in serves it."""
+    return configured(spec, next(iter(spec.location))) if spec.location else None
+
+
+def address_setting(spec: SourceSpec) -> str:
+    """The setting an operator sets to point the source elsewhere, as messages name it: the
+    production variable of its address, or dlt's name for it."""
+    argument, variable = next(iter(spec.location.items()), ("", ""))
+    return variable or f"SOURCES__{spec.name.upper()}__{argument.upper()}"
+
+
 def production(spec: SourceSpec) -> bool:
-    """Whether every argument that locates the source's system is configured (no stand-in)."""
-    return bool(spec.location) and all(configured(spec, a) for a in spec.location)
+    """Whether the source reads a production system (its address is configured), not a stand-in.
+    Its credentials may still be missing: then its load fails, naming them."""
+    return address(spec) is not None
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # types only: naming a source (the CLI's choices) must not import dlt
+    from pydantic import BaseModel
 
-from ingestion.contracts import GuardStats, TableContract
-from lakehouse.core.naming import DatasetId
+    from ingestion.contracts import GuardStats, TableContract
+    from lakehouse.core.naming import DatasetId
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,11 @@ def identify(address: str, kind: str = "url") -> str:
 def source_systems() -> dict[str, str]:
     """Each source system this process would read: a production identity or the stand-in.
 
-    A system is named by the first argument its source declares in ``SourceSpec.location``
-    (its URL, address or credentials URL), as configured (ingestion/locations.py)."""
+    A system is named by its address as configured (ingestion/locations.py)."""
     systems = {}
     for name in registry.names():
         spec = registry.spec(name)
-        address = locations.configured(spec, next(iter(spec.location))) if spec.location else None
+        address = locations.address(spec)
         systems[name] = identify(address, spec.identity) if address else LOCAL
     return systems
 
@@ -138,9 +137,7 @@ def differences(record: dict, now: dict) -> list[Difference]:
     home_systems = record.get("source_systems", {})
     for name, is_ in now["source_systems"].items():
         was = home_systems.get(name, LOCAL)
-        location = registry.spec(name).location
-        variable = next(iter(location.values()), "") if location else ""
-        variable = variable or f"SOURCES__{name.upper()}__{next(iter(location), '').upper()}"
+        variable = locations.address_setting(registry.spec(name))
         if was != is_:
             back = f"{variable} unset" if was == LOCAL else f"{variable} pointing at {was}"
             found.append(Difference(f"source system {name}", was, is_, back))

@@ -7,6 +7,8 @@ local stand-in) are plain data.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -44,6 +46,17 @@ def test_the_five_built_in_sources_load_in_order_and_each_declares_itself() -> N
         assert spec.backfill.cursor or spec.backfill.why_not, name
     declared = {(s, a): v for s in registry.SOURCES for a, v in registry.spec(s).location.items()}
     assert declared == PRODUCTION_VARIABLES
+
+
+def test_naming_the_sources_imports_no_source_module_nor_its_client_library() -> None:
+    """The CLI's ``--source`` choices come from the registry; listing them stays cheap."""
+    probe = (
+        "import sys; from ingestion import registry; registry.names();"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dlt', 'confluent_kafka', 'sqlalchemy') or m.startswith('ingestion.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['ingestion.registry', 'ingestion.spec']"
 
 
 def test_an_unknown_source_is_refused_naming_the_choices(tmp_settings: Settings) -> None:
