@@ -147,8 +147,8 @@ def run(settings: Settings) -> dict[str, float]:
 
 def platform_parts(settings: Settings) -> dict[str, processes.Part]:
     """The platform's own servers a run of these settings uses: the engine, and each local
-    stand-in no production endpoint replaces (the source systems as lakehouse/stack/source_systems.py
-    decides, the warehouses by the variables of lakehouse/publish/warehouses.py)."""
+    stand-in no production endpoint replaces (source systems as lakehouse/stack/source_systems.py
+    decides; warehouses by the variables of lakehouse/publish/warehouses.py)."""
     home, services, env = settings.home, settings.services, os.environ
     warehouses = settings.publish.warehouses
     parts = {
