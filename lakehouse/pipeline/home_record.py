@@ -236,10 +236,10 @@ def _unverified(settings: Settings, now: dict) -> str | None:
         return (f"it cannot tell whether it was loaded from the systems this command reads "
                 f"({', '.join(production)} from production)")  # fmt: skip
     generation = local_systems.seeded_generation(settings)
-    snowflake = source_systems.snowflake_file(settings)
+    snowflake = local_systems.snowflake_file(settings)
     if generation is None or not snowflake.exists():
         return "its local source systems were never seeded, so the data came from elsewhere"
-    world = source_systems.world(settings, generation)
+    world = local_systems.world(settings, generation)
     # Read-only: checking a home must not change it.
     with contextlib.closing(sqlite3.connect(f"file:{snowflake}?mode=ro", uri=True)) as conn:
         customers = conn.execute(
