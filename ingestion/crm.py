@@ -8,6 +8,12 @@ CRMs stamp some updates late (out of order); re-reading that window is safe unde
 The contract guard is the first step of each resource's pipe, before dlt's incremental reads the
 ``updated_at`` cursor: a record whose cursor is garbage, or that is no object at all (null, a
 list, a number inside the ``data`` array), is quarantined with its page and index, never compared.
+
+Configuration: dlt injects ``base_url`` from ``SOURCES__CRM__BASE_URL`` and the bearer ``token``
+from ``SOURCES__CRM__TOKEN`` (a secret; or ``[sources.crm]`` in ``.dlt/config.toml`` and
+``secrets.toml``); ingestion/locations.py also honours ``CRM_BASE_URL`` and ``CRM_API_TOKEN``.
+``crm_source`` is not a ``@dlt.source`` (it returns dlt's ``rest_api_source``), so it takes
+them through dlt's ``with_config`` on the same section.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dlt
+from dlt.common.configuration import with_config
 from dlt.sources.rest_api import rest_api_source
 from requests import Response
 
 from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
-from lakehouse.core.config import SchemaPolicy
+from ingestion.spec import Backfill, LoadRequest, SourceSpec, stable_base_url
+from lakehouse.core import naming
+from lakehouse.core.config import CrmSourceConfig, SchemaPolicy
 
 LATE_UPDATE_LAG = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,9 +67,10 @@ ACCOUNTS = TableContract(
 )
 
 
+@with_config(sections=("sources", "crm"))
 def crm_source(
-    base_url: str,
-    token: str,
+    base_url: str = dlt.config.value,
+    token: str = dlt.secrets.value,
     page_size: int = 200,
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
@@ -147,3 +158,26 @@ def _locator(resource: Any) -> Any:
         return {"endpoint": endpoint, "page": page, "index": index, "updated_since": since}
 
     return locate
+
+
+def _build(load: LoadRequest) -> Any:
+    conf, where = load.conf, load.location
+    return crm_source(where["base_url"], where["token"], conf.page_size, conf.schema_policy,
+                      load.stats)  # fmt: skip
+
+
+SPEC = SourceSpec(
+    name="crm",
+    build=_build,
+    contracts=lambda conf: {c.name: c for c in (CONTACTS, ACCOUNTS)},
+    reads=lambda table, conf, where, local: naming.http_endpoint(
+        stable_base_url(where["base_url"], local), ENDPOINT.format(table=table)
+    ),
+    system=lambda where: f"CRM API {where['base_url']}",
+    settings=CrmSourceConfig,
+    location={"base_url": "CRM_BASE_URL", "token": "CRM_API_TOKEN"},
+    secrets=frozenset({"token"}),
+    backfill=Backfill(
+        why_not="it is read by updated_at with a lag, so a changed record comes with the next load"
+    ),
+)

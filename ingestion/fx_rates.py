@@ -5,6 +5,10 @@ days (``lag``) because publishers revise recent rates, and merges on (rate_date,
 revised rate replaces the old one, a new day is inserted, and a rerun duplicates nothing. Every
 rate of an answer is one record for the contract guard; an answer that is not shaped as rates
 (or not JSON) is one record, quarantined whole with the day requested.
+
+Configuration: dlt injects ``base_url`` from ``SOURCES__FX__BASE_URL`` (``FX_BASE_URL`` is
+honoured by ingestion/locations.py) and ``currencies`` from ``SOURCES__FX__CURRENCIES``; the
+platform passes the currencies and the days to read from lakehouse.yml and the run.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from ingestion.contracts import (
     dlt_schema_contract,
     guard_one,
 )
-from lakehouse.core.config import SchemaPolicy
+from ingestion.spec import Backfill, LoadRequest, SourceSpec, stable_base_url
+from lakehouse.core import naming
+from lakehouse.core.config import FxSourceConfig, SchemaPolicy
 
 # Publishers revise the most recent days; re-read them on every run (the merge makes it safe).
 REVISION_WINDOW_DAYS = 3
@@ -43,12 +49,12 @@ RATES = TableContract(
 )
 
 
-@dlt.source(name="fx")
+@dlt.source(name="fx", section="fx")
 def fx_source(
-    base_url: str,
-    currencies: list[str],
-    start_date: date,
-    end_date: date,
+    base_url: str = dlt.config.value,
+    currencies: list[str] = dlt.config.value,
+    start_date: date = dlt.config.value,
+    end_date: date = dlt.config.value,
     base_currency: str = "USD",
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
@@ -140,3 +146,31 @@ def published_rows(payload: Any, seen: set[str]) -> Iterator[tuple[Any, dict[str
         row = {"rate_date": day, "base_currency": payload.get("base"), "currency": currency,
                "rate": value}  # fmt: skip
         yield row, {"currency": currency}
+
+
+def _build(load: LoadRequest) -> Any:
+    conf, window = load.conf, load.window
+    return fx_source(
+        load.location["base_url"],
+        conf.currencies,
+        window.start if window else load.first_day,
+        window.end if window else load.last_day,
+        conf.base_currency,
+        conf.schema_policy,
+        load.stats,
+        backfill=window is not None,
+    )
+
+
+SPEC = SourceSpec(
+    name="fx",
+    build=_build,
+    contracts=lambda conf: {RATES.name: RATES},
+    reads=lambda table, conf, where, local: naming.http_endpoint(
+        stable_base_url(where["base_url"], local), ENDPOINT
+    ),
+    system=lambda where: f"FX API {where['base_url']}",
+    settings=FxSourceConfig,
+    location={"base_url": "FX_BASE_URL"},
+    backfill=Backfill(cursor=RATES.cursor),
+)

@@ -12,6 +12,10 @@ Offsets are kept per topic and partition (``offsets_state``).
 
 dlt's verified Kafka source is fetched from GitHub by ``dlt init``, which is unreachable here;
 this resource is written on confluent-kafka, keeping offsets in dlt state the same way.
+
+Configuration: dlt injects ``bootstrap_servers`` from ``SOURCES__KAFKA__BOOTSTRAP_SERVERS``
+(``KAFKA_BOOTSTRAP_SERVERS`` is honoured by ingestion/locations.py), ``topic`` and ``group_id``
+from ``SOURCES__KAFKA__TOPIC`` / ``__GROUP_ID``; the platform passes them from lakehouse.yml.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from ingestion.contracts import (
     quarantine_batch,
     safe_text,
 )
-from lakehouse.core.config import SchemaPolicy
+from ingestion.spec import Backfill, LoadRequest, SourceSpec
+from lakehouse.core import naming
+from lakehouse.core.config import KafkaSourceConfig, SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
 
@@ -279,11 +285,11 @@ def offsets_state(resource_state: dict[str, Any], topic: str) -> dict[str, int]:
     return offsets
 
 
-@dlt.source(name="kafka")
+@dlt.source(name="kafka", section="kafka")
 def kafka_source(
-    bootstrap_servers: str,
-    topic: str,
-    group_id: str,
+    bootstrap_servers: str = dlt.config.value,
+    topic: str = dlt.config.value,
+    group_id: str = dlt.config.value,
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
     batch_size: int = 5000,
@@ -396,3 +402,35 @@ def kafka_source(
 
     EVENTS.register_arrow(dlt.current.source_schema())
     yield events.add_step(CountLoaded(EVENTS.name, stats))
+
+
+def _build(load: LoadRequest) -> Any:
+    conf, replay = load.conf, load.replay
+    return kafka_source(
+        load.location["bootstrap_servers"],
+        conf.topic,
+        conf.group_id,
+        conf.schema_policy,
+        load.stats,
+        conf.batch_size,
+        replay.from_offset if replay else None,
+        replay.from_time if replay else None,
+        timeout_s=load.timeout_s,
+    )
+
+
+SPEC = SourceSpec(
+    name="kafka",
+    build=_build,
+    contracts=lambda conf: {EVENTS.name: EVENTS},
+    reads=lambda table, conf, where, local: naming.kafka_topic(
+        where["bootstrap_servers"], conf.topic
+    ),
+    system=lambda where: f"Kafka broker {where['bootstrap_servers']}",
+    settings=KafkaSourceConfig,
+    location={"bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"},
+    backfill=Backfill(
+        why_not="replay it instead (`lakehouse ingest --replay-from-time <ISO-8601>`)"
+    ),
+    identity="brokers",
+)

@@ -12,13 +12,10 @@ records (its lineage is the run's inputs, not columns).
 
 from __future__ import annotations
 
-import os
-from typing import Any
-from urllib.parse import urlsplit
-
-from ingestion import crm, fx_rates, kafka_events, redshift, snowflake
+from ingestion import registry
 from ingestion.bronze import LoadSummary
 from ingestion.contracts import QUARANTINE_TABLE, TableContract
+from ingestion.locations import Locations
 from lakehouse.core import naming
 from lakehouse.core.config import Settings
 from lakehouse.core.datasets import Dataset
@@ -26,48 +23,23 @@ from lakehouse.core.datasets import Dataset
 
 def contracts(source: str, settings: Settings) -> dict[str, TableContract]:
     """The bronze tables a load of ``source`` writes (besides quarantine), by table name."""
-    conf = getattr(settings.sources, source)
-    return {
-        "snowflake": lambda: {t: snowflake.CONTRACTS[t] for t in conf.tables},
-        "crm": lambda: {c.name: c for c in (crm.CONTACTS, crm.ACCOUNTS)},
-        "redshift": lambda: {t: redshift.CONTRACTS[t] for t in conf.tables},
-        "fx": lambda: {fx_rates.RATES.name: fx_rates.RATES},
-        "kafka": lambda: {kafka_events.EVENTS.name: kafka_events.EVENTS},
-    }[source]()
+    return registry.spec(source).contracts(registry.conf(source, settings))
 
 
-def _api_base(served_at: str, variable: str) -> str:
-    """The API's base URL. The local stand-in listens on a new port each run, so it is named
-    without the port: one dataset across runs, as a production API's stable URL is."""
-    if os.environ.get(variable):
-        return served_at
-    parts = urlsplit(served_at)
-    return f"{parts.scheme}://{parts.hostname}{parts.path}"
-
-
-def source_dataset(source: str, table: str, settings: Settings, endpoints: Any) -> naming.DatasetId:
+def source_dataset(
+    source: str, table: str, settings: Settings, where: Locations
+) -> naming.DatasetId:
     """Where ``table`` of ``source`` is read from, named after the system that serves it."""
-    conf = getattr(settings.sources, source)
-    if source == "snowflake":
-        return naming.sql_table(endpoints.snowflake_url, None, table)
-    if source == "redshift":
-        return naming.sql_table(endpoints.redshift_url, conf.schema_, table)
-    if source == "crm":
-        base = _api_base(endpoints.crm_base_url, "CRM_BASE_URL")
-        return naming.http_endpoint(base, crm.ENDPOINT.format(table=table))
-    if source == "fx":
-        base = _api_base(endpoints.fx_base_url, "FX_BASE_URL")
-        return naming.http_endpoint(base, fx_rates.ENDPOINT)
-    if source == "kafka":
-        return naming.kafka_topic(endpoints.kafka_bootstrap, conf.topic)
-    raise ValueError(f"unknown source {source!r}")
+    spec = registry.spec(source)
+    local = source in where.local
+    return spec.reads(table, registry.conf(source, settings), where.of(spec), local)
 
 
-def inputs(source: str, settings: Settings, endpoints: Any) -> dict[str, Dataset]:
+def inputs(source: str, settings: Settings, where: Locations) -> dict[str, Dataset]:
     """One input dataset per bronze table of the load, with the contract's columns."""
     return {
         table: Dataset(
-            id=source_dataset(source, table, settings, endpoints),
+            id=source_dataset(source, table, settings, where),
             columns={n: c.get("data_type", "") for n, c in contract.columns.items()},
             system=source,
         )

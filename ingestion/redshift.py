@@ -6,6 +6,10 @@ clause) and inserts them. The write is a merge with dlt's ``insert-only`` strate
 old rows are never rewritten, and a rerun after a crash (same rows read again) inserts nothing
 twice. Locally Redshift is a real PostgreSQL server (the protocol Redshift speaks); in
 production ``REDSHIFT_URL`` points at the cluster.
+
+Configuration: dlt injects ``credentials`` from ``SOURCES__REDSHIFT__CREDENTIALS`` (a SQLAlchemy
+URL; ``REDSHIFT_URL`` is honoured by ingestion/locations.py), ``schema`` and ``tables`` from
+``SOURCES__REDSHIFT__SCHEMA`` / ``__TABLES``; the platform passes them from lakehouse.yml.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Any
 import dlt
 
 from ingestion.contracts import GuardStats, TableContract
-from ingestion.sql_tables import contracted_sql_table
-from lakehouse.core.config import SchemaPolicy
+from ingestion.spec import Backfill, LoadRequest, SourceSpec
+from ingestion.sql_tables import contracted_sql_table, safe_url, with_timeouts
+from lakehouse.core import naming
+from lakehouse.core.config import RedshiftSourceConfig, SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
 
@@ -50,11 +56,11 @@ CONTRACTS = {
 }
 
 
-@dlt.source(name="redshift")
+@dlt.source(name="redshift", section="redshift")
 def redshift_source(
-    credentials: str,
-    schema: str,
-    tables: list[str],
+    credentials: str = dlt.secrets.value,
+    schema: str | None = dlt.config.value,
+    tables: list[str] = dlt.config.value,
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
     chunk_size: int = 50_000,
@@ -79,3 +85,30 @@ def redshift_source(
             ),
             write_disposition={"disposition": "merge", "strategy": "insert-only"},
         )
+
+
+def _build(load: LoadRequest) -> Any:
+    conf = load.conf
+    url = with_timeouts(load.location["credentials"], load.timeout_s)
+    return redshift_source(
+        url, conf.schema_, conf.tables, conf.schema_policy, load.stats, conf.chunk_size
+    )
+
+
+SPEC = SourceSpec(
+    name="redshift",
+    build=_build,
+    contracts=lambda conf: {t: CONTRACTS[t] for t in conf.tables},
+    reads=lambda table, conf, where, local: naming.sql_table(
+        where["credentials"], conf.schema_, table
+    ),
+    system=lambda where: f"Redshift database {safe_url(where['credentials'])}",
+    settings=RedshiftSourceConfig,
+    location={"credentials": "REDSHIFT_URL"},
+    secrets=frozenset({"credentials"}),
+    backfill=Backfill(
+        why_not="it is append-only by key (`lakehouse ingest --source redshift` "
+        "adds what is missing)"
+    ),
+    identity="sqlalchemy",
+)

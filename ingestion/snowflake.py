@@ -4,6 +4,11 @@ Strategy: each run reads the full tables through dlt's ``sql_database`` source (
 replaces the bronze tables, so bronze holds exactly the latest snapshot; Delta keeps earlier
 snapshots as table versions (time travel) at no extra cost. Locally the "warehouse" is a SQL
 database file; in production ``SNOWFLAKE_URL`` is a snowflake-sqlalchemy URL.
+
+Configuration: dlt injects ``credentials`` (a SQLAlchemy URL) from
+``SOURCES__SNOWFLAKE__CREDENTIALS`` (or ``[sources.snowflake]`` in ``.dlt/secrets.toml``) and
+``tables`` from ``SOURCES__SNOWFLAKE__TABLES``; the platform passes both explicitly (the URL
+resolved by ingestion/locations.py, ``SNOWFLAKE_URL`` honoured; the tables from lakehouse.yml).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import dlt
 import sqlalchemy as sa
 
 from ingestion.contracts import GuardStats, TableContract
-from ingestion.sql_tables import contracted_sql_table
-from lakehouse.core.config import SchemaPolicy
+from ingestion.spec import Backfill, LoadRequest, SourceSpec
+from ingestion.sql_tables import contracted_sql_table, safe_url, with_timeouts
+from lakehouse.core import naming
+from lakehouse.core.config import SchemaPolicy, SnowflakeSourceConfig
 
 TS = {"data_type": "timestamp", "timezone": True}
 
@@ -103,10 +110,10 @@ def engine_for(credentials: str) -> sa.engine.Engine | str:
     return engine
 
 
-@dlt.source(name="snowflake")
+@dlt.source(name="snowflake", section="snowflake")
 def snowflake_source(
-    credentials: str,
-    tables: list[str],
+    credentials: str = dlt.secrets.value,
+    tables: list[str] = dlt.config.value,
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
     chunk_size: int = 50_000,
@@ -127,3 +134,25 @@ def snowflake_source(
             chunk_size=chunk_size,
             write_disposition="replace",
         )
+
+
+def _build(load: LoadRequest) -> Any:
+    url = with_timeouts(load.location["credentials"], load.timeout_s)
+    return snowflake_source(url, load.conf.tables, load.conf.schema_policy, load.stats)
+
+
+SPEC = SourceSpec(
+    name="snowflake",
+    build=_build,
+    contracts=lambda conf: {t: CONTRACTS[t] for t in conf.tables},
+    reads=lambda table, conf, where, local: naming.sql_table(where["credentials"], None, table),
+    system=lambda where: f"Snowflake database {safe_url(where['credentials'])}",
+    settings=SnowflakeSourceConfig,
+    location={"credentials": "SNOWFLAKE_URL"},
+    secrets=frozenset({"credentials"}),
+    backfill=Backfill(
+        why_not="its tables are replaced whole on every load "
+        "(`lakehouse ingest --source snowflake`)"
+    ),
+    identity="sqlalchemy",
+)

@@ -8,6 +8,7 @@ from typing import Any
 import dlt
 import sqlalchemy as sa
 from dlt.sources.sql_database import sql_table
+from sqlalchemy.engine import make_url
 
 from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
 from lakehouse.core.config import SchemaPolicy
@@ -68,3 +69,27 @@ def _locator(contract: TableContract) -> Any:
         return {"table": contract.name, "key": key, "position": position - 1}
 
     return locate
+
+
+def with_timeouts(url: str, timeout_s: float) -> str:
+    """A SQLAlchemy URL whose driver gives up on a silent server after ``timeout_s``.
+
+    Without it a connect to a host that does not answer waits for the operating system (minutes)
+    and SQLite waits 5 s for a lock. A timeout already in the URL is kept.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        key, value = "connect_timeout", str(max(2, round(timeout_s)))  # libpq's minimum is 2 s
+    elif parsed.get_backend_name() == "sqlite":
+        key, value = "timeout", str(timeout_s)
+    else:
+        return url
+    if key in parsed.query:
+        return url
+    return parsed.update_query_dict({key: value}).render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    """The URL as a failure message shows it: without the password."""
+    parsed = make_url(url)
+    return parsed.render_as_string(hide_password=True).replace(":***@", "@")

@@ -12,7 +12,7 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
-from ingestion.registry import SOURCES
+from ingestion import registry
 from lakehouse.core.config import WAREHOUSE_NAMES
 
 DESCRIPTION = "The platform's one command-line entry point; the Makefile targets are thin over it."
@@ -100,7 +100,7 @@ def _ingest(commands: argparse._SubParsersAction) -> None:
     ingest_cmd.add_argument(
         "--source",
         action="append",
-        choices=SOURCES,
+        choices=registry.names(),
         dest="sources",
         help="load only this source (repeatable); default: all of them",
     )
@@ -130,7 +130,7 @@ def _backfill(commands: argparse._SubParsersAction) -> None:
     backfill_cmd = commands.add_parser(
         "backfill", help="reload a date range of one source, then rebuild what depends on it"
     )
-    backfill_cmd.add_argument("--source", required=True, choices=SOURCES)
+    backfill_cmd.add_argument("--source", required=True, choices=registry.names())
     backfill_cmd.add_argument(
         "--from",
         dest="start",

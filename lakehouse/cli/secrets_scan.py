@@ -44,6 +44,10 @@ ALLOWED: dict[str, str] = {
 PRAGMA = "pragma: allowlist secret"
 NEXTLINE = "pragma: allowlist nextline secret"
 
+# A literal that is an environment variable's name (``"token": "CRM_API_TOKEN"``) says where a
+# secret comes from; it is not one.
+VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+
 # Binary or generated files git tracks that cannot hold a typed secret.
 SKIPPED_SUFFIXES = (".lock", ".png", ".jar", ".whl", ".parquet")
 
@@ -84,7 +88,8 @@ def scan_text(text: str, path: str = "<text>") -> list[Finding]:
         for kind, pattern in PATTERNS.items():
             for match in pattern.finditer(line):
                 value = match.group(1) if pattern.groups else match.group(0)
-                if value in ALLOWED or "env_var" in line or "environ" in line:
+                if (value in ALLOWED or VARIABLE_NAME.fullmatch(value)
+                        or "env_var" in line or "environ" in line):  # fmt: skip
                     continue
                 findings.append(Finding(path, number, kind, _redact(line, value)))
     return findings

@@ -112,6 +112,12 @@ class SourceRetryConfig(_Strict):
 
 
 class SourcesConfig(_Strict):
+    """The built-in sources' sections, validated here at start-up. A section for another source
+    (one registered at runtime, ingestion/registry.py) is kept as written and validated by the
+    model its module declares, when the registry reads it (``registry.conf``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     snowflake: SnowflakeSourceConfig
     crm: CrmSourceConfig
     redshift: RedshiftSourceConfig

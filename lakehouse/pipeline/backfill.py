@@ -12,7 +12,8 @@ revision window the loader re-reads every run. ``lakehouse backfill --source fx 
    days, and the orders converted with those rates, and the customers who placed them).
 
 ``make publish`` then carries the changed rows to the warehouses (the Snowflake MERGE touches only
-them). Which sources can be backfilled by date, and what to do for the others, is in ``WHY_NOT``.
+them). Which sources can be backfilled by date, and what to do for the others, each source
+declares (``SourceSpec.backfill`` in its module, ingestion/<source>.py).
 """
 
 from __future__ import annotations
@@ -21,21 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from ingestion import registry
 from ingestion.bronze import LoadSummary
 from lakehouse.core.config import Settings
 from lakehouse.pipeline import home_record, loads
 from lakehouse.stack import source_systems
 from lakehouse.transform.dbt_cli import dbt
-
-BY_DATE = {"fx": "rate_date"}
-WHY_NOT = {
-    "snowflake": "its tables are replaced whole on every load "
-    "(`lakehouse ingest --source snowflake`)",
-    "crm": "it is read by updated_at with a lag, so a changed record comes with the next load",
-    "redshift": "it is append-only by key (`lakehouse ingest --source redshift` adds what is "
-    "missing)",
-    "kafka": "replay it instead (`lakehouse ingest --replay-from-time <ISO-8601>`)",
-}
 
 
 class BackfillError(ValueError):
@@ -50,9 +42,12 @@ class BackfillResult:
 
 def validate(source: str, start: date, end: date) -> None:
     """Refuse a backfill that cannot run, before anything starts."""
-    if source not in BY_DATE:
-        reason = WHY_NOT.get(source, "it is not a source of this platform")
+    if source not in registry.names():
+        reason = "it is not a source of this platform"
         raise BackfillError(f"{source} cannot be backfilled by date: {reason}")
+    declared = registry.spec(source).backfill
+    if declared.cursor is None:
+        raise BackfillError(f"{source} cannot be backfilled by date: {declared.why_not}")
     if end < start:
         raise BackfillError(f"the range ends ({end}) before it starts ({start})")
 

@@ -16,23 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ingestion import locations, registry
 from lakehouse.core.config import REPO_ROOT, Settings
 from lakehouse.stack import source_systems as local_systems
 
-# Each source system: the variable that points at the production system (unset: local stand-in).
-SYSTEM_VARIABLES = {
-    "snowflake": "SNOWFLAKE_URL",
-    "crm": "CRM_BASE_URL",
-    "redshift": "REDSHIFT_URL",
-    "fx": "FX_BASE_URL",
-    "kafka": "KAFKA_BOOTSTRAP_SERVERS",
-}
 LOCAL = "local stand-in"
 # The variable that overrides a sample-world setting, if any (the others are lakehouse.yml's).
 WORLD_SETTINGS = {
@@ -94,15 +86,16 @@ def identify(address: str, kind: str = "url") -> str:
     return ",".join(sorted(parts))
 
 
-KINDS = {"snowflake": "sqlalchemy", "redshift": "sqlalchemy", "kafka": "brokers"}
-
-
 def source_systems() -> dict[str, str]:
-    """Each source system this process would read: a production identity or the stand-in."""
-    return {
-        name: identify(os.environ[var], KINDS.get(name, "url")) if os.environ.get(var) else LOCAL
-        for name, var in SYSTEM_VARIABLES.items()
-    }
+    """Each source system this process would read: a production identity or the stand-in.
+
+    A system is named by its address as configured (ingestion/locations.py)."""
+    systems = {}
+    for name in registry.names():
+        spec = registry.spec(name)
+        address = locations.address(spec)
+        systems[name] = identify(address, spec.identity) if address else LOCAL
+    return systems
 
 
 def sample_world(settings: Settings) -> dict[str, object]:
@@ -142,8 +135,9 @@ def differences(record: dict, now: dict) -> list[Difference]:
                 back = f"{variable}={was}" if variable else in_yml
                 found.append(Difference(_yml_key(key), was, is_, back))
     home_systems = record.get("source_systems", {})
-    for name, variable in SYSTEM_VARIABLES.items():
-        was, is_ = home_systems.get(name, LOCAL), now["source_systems"][name]
+    for name, is_ in now["source_systems"].items():
+        was = home_systems.get(name, LOCAL)
+        variable = locations.address_setting(registry.spec(name))
         if was != is_:
             back = f"{variable} unset" if was == LOCAL else f"{variable} pointing at {was}"
             found.append(Difference(f"source system {name}", was, is_, back))

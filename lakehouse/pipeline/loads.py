@@ -2,145 +2,61 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
-from ingestion import bronze, lineage, resume, retry
+from ingestion import bronze, lineage, registry, resume, retry
 from ingestion.contracts import GuardStats
-from ingestion.crm import crm_source
-from ingestion.fx_rates import fx_source
-from ingestion.kafka_events import kafka_source
-from ingestion.redshift import redshift_source
+from ingestion.locations import Locations
 from ingestion.registry import SOURCES
-from ingestion.snowflake import snowflake_source
+from ingestion.spec import LoadRequest, Replay, Window
 from lakehouse.core.config import Settings
 from lakehouse.observability import run_metrics
 from lakehouse.observability.lineage import emit
 from lakehouse.stack import source_systems
 from lakehouse.stack.source_systems import Endpoints
 
-
-@dataclass(frozen=True)
-class Window:
-    """A backfill: re-read exactly these days of a source that supports it (FX rates)."""
-
-    start: date
-    end: date
-
-
-@dataclass(frozen=True)
-class Replay:
-    """Re-read Kafka from an offset (every partition) or from a point in time."""
-
-    from_offset: int | None = None
-    from_time: datetime | None = None
+__all__ = ["Replay", "Window", "build", "ingest", "system"]
 
 
 def build(
     name: str,
     settings: Settings,
-    endpoints: Endpoints,
+    where: Locations,
     stats: GuardStats,
     replay: Replay | None = None,
     window: Window | None = None,
 ) -> Any:
-    """The dlt source for ``name``, configured from settings and this run's endpoints."""
-    conf = getattr(settings.sources, name)
-    policy = conf.schema_policy
-    builders: dict[str, Callable[[], Any]] = {
-        "snowflake": lambda: snowflake_source(
-            with_timeouts(endpoints.snowflake_url, settings.source_retry.timeout_s),
-            conf.tables,
-            policy,
-            stats,
-        ),
-        "crm": lambda: crm_source(
-            endpoints.crm_base_url, endpoints.crm_token, conf.page_size, policy, stats
-        ),
-        "redshift": lambda: redshift_source(
-            with_timeouts(endpoints.redshift_url, settings.source_retry.timeout_s),
-            conf.schema_,
-            conf.tables,
-            policy,
-            stats,
-            conf.chunk_size,
-        ),
-        "fx": lambda: fx_source(
-            endpoints.fx_base_url,
-            conf.currencies,
-            window.start if window else settings.sample_data.start_date,
-            window.end if window else _fx_end(settings),
-            conf.base_currency,
-            policy,
-            stats,
-            backfill=window is not None,
-        ),
-        "kafka": lambda: kafka_source(
-            endpoints.kafka_bootstrap,
-            conf.topic,
-            conf.group_id,
-            policy,
-            stats,
-            conf.batch_size,
-            replay.from_offset if replay else None,
-            replay.from_time if replay else None,
-            timeout_s=settings.source_retry.timeout_s,
-        ),
-    }
-    return builders[name]()
-
-
-def system(name: str, endpoints: Any) -> str:
-    """The system a source reads, as a failure message names it (no credentials)."""
-    if name == "snowflake":
-        return f"Snowflake database {_safe_url(endpoints.snowflake_url)}"
-    if name == "redshift":
-        return f"Redshift database {_safe_url(endpoints.redshift_url)}"
-    if name == "kafka":
-        return f"Kafka broker {endpoints.kafka_bootstrap}"
-    return (
-        f"{name.upper()} API {endpoints.crm_base_url if name == 'crm' else endpoints.fx_base_url}"
+    """The dlt source for ``name``, configured from settings and this run's locations."""
+    spec = registry.spec(name)
+    request = LoadRequest(
+        conf=registry.conf(name, settings),
+        location=where.of(spec),
+        stats=stats,
+        timeout_s=settings.source_retry.timeout_s,
+        first_day=settings.sample_data.start_date,
+        last_day=_last_day(settings, name in where.local),
+        window=window,
+        replay=replay,
     )
+    return spec.build(request)
 
 
-def _safe_url(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.render_as_string(hide_password=True).replace(":***@", "@")
+def system(name: str, where: Locations) -> str:
+    """The system a source reads, as a failure message names it (no credentials)."""
+    spec = registry.spec(name)
+    return spec.system(where.of(spec))
 
 
-def with_timeouts(url: str, timeout_s: float) -> str:
-    """A SQLAlchemy URL whose driver gives up on a silent server after ``timeout_s``.
-
-    Without it a connect to a host that does not answer waits for the operating system (minutes)
-    and SQLite waits 5 s for a lock. A timeout already in the URL is kept.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        key, value = "connect_timeout", str(max(2, round(timeout_s)))  # libpq's minimum is 2 s
-    elif parsed.get_backend_name() == "sqlite":
-        key, value = "timeout", str(timeout_s)
-    else:
-        return url
-    if key in parsed.query:
-        return url
-    return parsed.update_query_dict({key: value}).render_as_string(hide_password=False)
-
-
-def _fx_end(settings: Settings) -> date:
-    """Rates are requested up to today; locally, up to the last day of the sample world."""
-    if os.environ.get("FX_BASE_URL"):
-        return date.today()
-    return source_systems.world(settings).end_date
+def _last_day(settings: Settings, local: bool) -> date:
+    """Dated sources are read up to today; locally, up to the last day of the sample world."""
+    return source_systems.world(settings).end_date if local else date.today()
 
 
 def ingest(
     settings: Settings,
-    endpoints: Endpoints,
+    endpoints: Endpoints | Locations,
     sources: Iterable[str] = SOURCES,
     replay: Replay | None = None,
     report: Callable[[str], None] = print,
@@ -155,15 +71,18 @@ def ingest(
     """
     summaries = []
     policy = settings.source_retry
+    where = endpoints if isinstance(endpoints, Locations) else endpoints.locations()
+    sources = list(sources)
     for name in sources:
-        if name not in SOURCES:
-            raise ValueError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
-        read = lineage.inputs(name, settings, endpoints)
+        registry.spec(name)  # ValueError naming the choices, before anything is loaded
+    registry.check(settings)
+    for name in sources:
+        read = lineage.inputs(name, settings, where)
         job = f"dlt.{bronze.pipeline_name(name)}"
 
         def load(name: str = name) -> bronze.LoadSummary:
             stats = GuardStats()  # fresh per attempt: a failed attempt's counts are void
-            source = build(name, settings, endpoints, stats, replay, window)
+            source = build(name, settings, where, stats, replay, window)
             try:
                 return bronze.run(settings, name, source, stats)
             except Exception:
@@ -174,9 +93,7 @@ def ingest(
             with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
                 with retry.http_retries(policy):
                     resume.finish_pending(settings, name, report)
-                    summary = retry.with_retries(
-                        name, system(name, endpoints), policy, load, report
-                    )
+                    summary = retry.with_retries(name, system(name, where), policy, load, report)
                 run.outputs = lineage.outputs(name, settings, summary, read)
             _fill_metrics(metrics, settings, summary)
         report(summary.line())

@@ -148,8 +148,8 @@ def run(settings: Settings) -> dict[str, float]:
 
 def platform_parts(settings: Settings) -> dict[str, processes.Part]:
     """The platform's own servers a run of these settings uses: the engine, and each local
-    stand-in no production endpoint replaces (the same variables as
-    lakehouse/stack/source_systems.py and lakehouse/publish/warehouses.py)."""
+    stand-in no production endpoint replaces (source systems as lakehouse/stack/source_systems.py
+    decides; warehouses by the variables of lakehouse/publish/warehouses.py)."""
     home, services, env = settings.home, settings.services, os.environ
     warehouses = settings.publish.warehouses
     parts = {
@@ -158,13 +158,14 @@ def platform_parts(settings: Settings) -> dict[str, processes.Part]:
             engine.log_file(settings), engine._pid_file(settings),
         ),
     }  # fmt: skip
-    if not env.get("REDSHIFT_URL") or ("redshift" in warehouses and not env.get("REDSHIFT_HOST")):
+    redshift_source = source_systems.production("redshift")
+    if not redshift_source or ("redshift" in warehouses and not env.get("REDSHIFT_HOST")):
         port = services.postgres_port
         parts["postgres"] = processes.Part(
             "PostgreSQL", "the Redshift stand-in", port, postgres.log_file(home, port),
             postgres.data_dir(home) / "postmaster.pid",
         )  # fmt: skip
-    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+    if not source_systems.production("kafka"):
         port = services.kafka_port
         parts["kafka"] = processes.Part(
             "the Kafka broker", "the Kafka source system", port, kafka.log_file(home, port),

@@ -1,7 +1,10 @@
 """The source systems the loaders read: where they are, starting the local ones, filling them.
 
-In production each system is reached through an environment variable (a URL or address, with its
-credentials); a system with no variable set is the local stand-in the project runs itself:
+In production each system is reached through its source's configuration: dlt's
+``SOURCES__<SOURCE>__<ARGUMENT>`` (e.g. ``SOURCES__CRM__BASE_URL``) or the variable below
+(ingestion/locations.py resolves both); a system with neither set is the local stand-in the
+project runs itself. This module only fills ``Endpoints``; what it means to a loader
+(``ingestion.locations.Locations``) is declared below the stack.
 
 | System    | Variable                               | Local stand-in                           |
 |-----------|----------------------------------------|------------------------------------------|
@@ -20,6 +23,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ingestion import locations, registry
+from ingestion.locations import Locations
 from lakehouse.core.config import Settings
 from lakehouse.stack import http_standin
 from lakehouse.stack.sample_data import fill
@@ -39,6 +44,29 @@ class Endpoints:
     redshift_url: str
     fx_base_url: str
     kafka_bootstrap: str
+
+    def locations(self) -> Locations:
+        """The same, as the loaders read it: per source, by its dlt source's argument names.
+        A source whose system is not configured for production is served by a stand-in."""
+        filled = {
+            "snowflake": {"credentials": self.snowflake_url},
+            "crm": {"base_url": self.crm_base_url, "token": self.crm_token},
+            "redshift": {"credentials": self.redshift_url},
+            "fx": {"base_url": self.fx_base_url},
+            "kafka": {"bootstrap_servers": self.kafka_bootstrap},
+        }
+        local = frozenset(n for n in filled if not production(n))
+        return Locations(filled, local)
+
+
+def configured(source: str, argument: str) -> str | None:
+    """The production value of ``argument`` of ``source``, if one is set (else: the stand-in)."""
+    return locations.configured(registry.spec(source), argument)
+
+
+def production(source: str) -> bool:
+    """Whether ``source`` reads a production system (every locating argument configured)."""
+    return locations.production(registry.spec(source))
 
 
 def world(settings: Settings, generation: int | None = None) -> World:
@@ -82,18 +110,19 @@ def running(settings: Settings, generation: int | None = None) -> Iterator[Endpo
     """
     services = settings.services
     with contextlib.ExitStack() as stack:
-        redshift_url = os.environ.get("REDSHIFT_URL")
+        redshift_url = configured("redshift", "credentials")
         if not redshift_url:
             stack.enter_context(postgres.running(settings.home, services.postgres_port))
             redshift_url = postgres.url(services.postgres_port)
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        bootstrap = configured("kafka", "bootstrap_servers")
         if not bootstrap:
             stack.enter_context(kafka.running(
                 settings.home, services.kafka_port, services.kafka_controller_port
             ))  # fmt: skip
             bootstrap = f"127.0.0.1:{services.kafka_port}"
         http = None
-        if not (os.environ.get("CRM_BASE_URL") and os.environ.get("FX_BASE_URL")):
+        crm_url, fx_url = configured("crm", "base_url"), configured("fx", "base_url")
+        if not (crm_url and fx_url):
             http = stack.enter_context(
                 http_standin.serving(
                     world(settings, generation), LOCAL_CRM_TOKEN,
@@ -101,12 +130,12 @@ def running(settings: Settings, generation: int | None = None) -> Iterator[Endpo
                 )
             )  # fmt: skip
         yield Endpoints(
-            snowflake_url=os.environ.get("SNOWFLAKE_URL")
+            snowflake_url=configured("snowflake", "credentials")
             or fill.snowflake_url(snowflake_file(settings)),
-            crm_base_url=os.environ.get("CRM_BASE_URL") or http,
-            crm_token=os.environ.get("CRM_API_TOKEN") or LOCAL_CRM_TOKEN,
+            crm_base_url=crm_url or http,
+            crm_token=configured("crm", "token") or LOCAL_CRM_TOKEN,
             redshift_url=redshift_url,
-            fx_base_url=os.environ.get("FX_BASE_URL") or http,
+            fx_base_url=fx_url or http,
             kafka_bootstrap=bootstrap,
         )
 
@@ -115,13 +144,13 @@ def seed(settings: Settings, endpoints: Endpoints, generation: int) -> dict[str,
     """Fill the local systems with ``generation`` of the sample world (idempotent)."""
     w = world(settings, generation)
     report: dict[str, object] = {}
-    if not os.environ.get("SNOWFLAKE_URL"):
+    if not production("snowflake"):
         report["snowflake"] = fill.fill_snowflake(w, snowflake_file(settings))
-    if not os.environ.get("REDSHIFT_URL"):
+    if not production("redshift"):
         report["redshift"] = fill.fill_redshift(
             w, endpoints.redshift_url, settings.sources.redshift.schema_
         )
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    if not production("kafka"):
         topic = settings.sources.kafka.topic
         kafka.ensure_topic(endpoints.kafka_bootstrap, topic, partitions=3)
         marker = settings.source_systems_dir / f"kafka-{topic}.json"
@@ -136,13 +165,13 @@ def start_local(settings: Settings) -> list[str]:
     """Start the local PostgreSQL, Kafka and Snowflake emulator (``make up``) unless production
     endpoints are set."""
     services, said = settings.services, []
-    if not os.environ.get("REDSHIFT_URL"):
+    if not production("redshift"):
         if postgres.is_up(services.postgres_port):
             said.append(f"PostgreSQL already up on port {services.postgres_port}")
         else:
             postgres.start(settings.home, services.postgres_port)
             said.append(f"PostgreSQL (Redshift stand-in) up on port {services.postgres_port}")
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    if not production("kafka"):
         if kafka.is_up(services.kafka_port):
             said.append(f"Kafka already up on port {services.kafka_port}")
         else:

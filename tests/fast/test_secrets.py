@@ -47,5 +47,10 @@ def test_values_from_the_environment_and_templates_pass() -> None:
         'token = os.environ["CRM_API_TOKEN"]',
         "password: \"{{ env_var('REDSHIFT_PASSWORD', 'lakehouse') }}\"",
         'url = f"postgresql+psycopg2://{ROLE}:{quote(password)}@{HOST}:{port}/{database}"',
+        # the name of the variable a secret is read from is not the secret
+        'location={"base_url": "CRM_BASE_URL", "token": "CRM_API_TOKEN"}',
     ])  # fmt: skip
     assert secrets_scan.scan_text(text) == []
+    # ... but a literal that only looks like a shout is still one
+    shouted = 'token = "' + "HUNTER2" + "HUNTER" + '"'  # assembled: this file holds none
+    assert [f.kind for f in secrets_scan.scan_text(shouted)] == ["secret literal"]

@@ -18,8 +18,8 @@ from typing import Any
 
 import dlt
 
+from ingestion import registry as sources_registry
 from ingestion.bronze import pipeline_name
-from ingestion.registry import SOURCES
 from lakehouse.core import naming
 from lakehouse.core.config import Settings
 
@@ -77,7 +77,7 @@ def build(
         for s in manifest.get("sources", {}).values()
         if s["schema"].startswith("bronze_")
     }
-    for source in SOURCES:
+    for source in sources_registry.names():
         loaded = _dlt_tables(settings, source)
         tables = sorted(set(loaded) | {t for (ds, t) in sources if ds == source})
         for table in tables:

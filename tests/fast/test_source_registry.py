@@ -1,0 +1,128 @@
+"""The built-in sources as the registry declares them, and where each system is looked for.
+
+No engine, no service: specs, contracts, backfill declarations and the resolution of a source's
+location (dlt's ``SOURCES__<NAME>__<ARGUMENT>`` first, then the production variable, then the
+local stand-in) are plain data.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+
+from ingestion import lineage, registry
+from ingestion.locations import Locations, configured, production
+from lakehouse.core.config import Settings
+from lakehouse.pipeline import backfill, loads
+
+DAY = date(2025, 1, 1)
+PRODUCTION_VARIABLES = {
+    ("snowflake", "credentials"): "SNOWFLAKE_URL",
+    ("crm", "base_url"): "CRM_BASE_URL",
+    ("crm", "token"): "CRM_API_TOKEN",
+    ("redshift", "credentials"): "REDSHIFT_URL",
+    ("fx", "base_url"): "FX_BASE_URL",
+    ("kafka", "bootstrap_servers"): "KAFKA_BOOTSTRAP_SERVERS",
+}
+
+
+@pytest.fixture()
+def no_production(monkeypatch) -> None:
+    """None of the built-in systems configured, whatever the shell running the tests set."""
+    for (source, argument), variable in PRODUCTION_VARIABLES.items():
+        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv(f"SOURCES__{source.upper()}__{argument.upper()}", raising=False)
+
+
+def test_the_five_built_in_sources_load_in_order_and_each_declares_itself() -> None:
+    assert registry.SOURCES == ("snowflake", "crm", "redshift", "fx", "kafka")
+    for name in registry.SOURCES:
+        spec = registry.spec(name)
+        assert spec.name == name
+        assert spec.location, name
+        assert spec.backfill.cursor or spec.backfill.why_not, name
+    declared = {(s, a): v for s in registry.SOURCES for a, v in registry.spec(s).location.items()}
+    assert declared == PRODUCTION_VARIABLES
+
+
+def test_naming_the_sources_imports_no_source_module_nor_its_client_library() -> None:
+    """The CLI's ``--source`` choices come from the registry; listing them stays cheap."""
+    probe = (
+        "import sys; from ingestion import registry; registry.names();"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dlt', 'confluent_kafka', 'sqlalchemy') or m.startswith('ingestion.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['ingestion.registry', 'ingestion.spec']"
+
+
+def test_an_unknown_source_is_refused_naming_the_choices(tmp_settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown source 'crmm'; choose from snowflake, crm"):
+        loads.ingest(tmp_settings, Locations(), ["crmm"])
+
+
+def test_only_fx_is_backfilled_by_date_and_the_others_say_what_to_do() -> None:
+    day = registry.spec("fx").backfill.cursor
+    assert day == "rate_date"
+    backfill.validate("fx", DAY, DAY)
+    for name, hint in [("snowflake", "replaced whole"), ("kafka", "--replay-from-time")]:
+        with pytest.raises(backfill.BackfillError, match=hint):
+            backfill.validate(name, DAY, DAY)
+
+
+def test_contracts_follow_the_configured_tables(tmp_settings: Settings) -> None:
+    tables = registry.spec("snowflake").contracts(registry.conf("snowflake", tmp_settings))
+    assert list(tables) == tmp_settings.sources.snowflake.tables
+    assert list(registry.spec("crm").contracts(registry.conf("crm", tmp_settings))) == [
+        "contacts",
+        "accounts",
+    ]
+
+
+def test_dlts_name_wins_over_the_production_variable_then_the_stand_in(
+    no_production: None, monkeypatch
+) -> None:
+    crm = registry.spec("crm")
+    assert configured(crm, "base_url") is None and not production(crm)
+    stand_in = Locations({"crm": {"base_url": "http://127.0.0.1:1/", "token": "local"}})
+    assert stand_in.of(crm) == {"base_url": "http://127.0.0.1:1/", "token": "local"}
+
+    monkeypatch.setenv("CRM_BASE_URL", "https://crm.example.com/")
+    monkeypatch.setenv("CRM_API_TOKEN", "from-the-old-name")
+    assert configured(crm, "base_url") == "https://crm.example.com/"
+    assert production(crm)
+    monkeypatch.setenv("SOURCES__CRM__BASE_URL", "https://crm.example.org/")
+    monkeypatch.setenv("SOURCES__CRM__TOKEN", "from-dlt")
+    located = Locations().of(crm)
+    assert set(located) == {"base_url", "token"}
+    assert located["base_url"] == "https://crm.example.org/"
+    assert located["token"] == "from-dlt"
+
+
+def test_a_source_nobody_located_names_the_variable_to_set(no_production: None) -> None:
+    with pytest.raises(ValueError, match="SOURCES__KAFKA__BOOTSTRAP_SERVERS"):
+        Locations().of(registry.spec("kafka"))
+
+
+def test_a_failure_names_the_system_without_its_password() -> None:
+    # pragma: allowlist nextline secret
+    where = Locations({"redshift": {"credentials": "postgresql://u:s3cret@db.example:5439/dev"}})
+    said = loads.system("redshift", where)
+    assert said == "Redshift database postgresql://u@db.example:5439/dev"
+    assert "s3cret" not in said
+
+
+def test_the_stand_ins_are_named_without_their_port_in_lineage(
+    no_production: None, tmp_settings: Settings, monkeypatch
+) -> None:
+    where = Locations({"fx": {"base_url": "http://127.0.0.1:40123/"}}, local=frozenset({"fx"}))
+    assert lineage.source_dataset("fx", "rates", tmp_settings, where).namespace == (
+        "http://127.0.0.1"
+    )
+    production_where = Locations({"fx": {"base_url": "https://fx.example.com:8443/"}})
+    assert lineage.source_dataset("fx", "rates", tmp_settings, production_where).namespace == (
+        "https://fx.example.com:8443"
+    )
