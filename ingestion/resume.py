@@ -14,12 +14,14 @@ lakehouse/pipeline/loads.py around each source's load:
 
 from __future__ import annotations
 
+import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from ingestion import bronze
 from lakehouse.core.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def discard_unfinished_extracts(settings: Settings, name: str) -> list[Path]:
@@ -40,7 +42,7 @@ def discard_unfinished_extracts(settings: Settings, name: str) -> list[Path]:
     return stale
 
 
-def finish_pending(settings: Settings, name: str, report: Callable[[str], None]) -> int:
+def finish_pending(settings: Settings, name: str) -> int:
     """Load the packages an earlier run extracted but did not load; return how many.
 
     A run that stopped after dlt's extract step (killed, or a failure while normalising or
@@ -57,10 +59,10 @@ def finish_pending(settings: Settings, name: str, report: Callable[[str], None])
     if info is None:
         # The dataset was never written: dlt's state sync drops the packages together with the
         # local state they advanced, so this load starts from the beginning; nothing is lost.
-        report(f"{name}: an earlier run left {len(pending)} package(s) for a dataset never "
-               f"written; dlt reset them with their state, this load starts over")  # fmt: skip
+        log.info(f"{name}: an earlier run left {len(pending)} package(s) for a dataset never "
+                 f"written; dlt reset them with their state, this load starts over")  # fmt: skip
         return 0
     info.raise_on_failed_jobs()
-    report(f"{name}: loaded {len(pending)} package(s) an earlier run left unloaded: "
-           f"{', '.join(pending)}")  # fmt: skip
+    log.info(f"{name}: loaded {len(pending)} package(s) an earlier run left unloaded: "
+             f"{', '.join(pending)}")  # fmt: skip
     return len(pending)

@@ -24,6 +24,7 @@ the next attempt, and the next run, resume from the last committed state.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sqlite3
@@ -37,6 +38,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from ingestion.contracts import SchemaContractViolation
 from lakehouse.core.config import SourceRetryConfig
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -222,7 +225,6 @@ def with_retries(
     system: str,
     policy: SourceRetryConfig,
     attempt: Callable[[], T],
-    report: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run ``attempt`` (one whole load of ``source``) until it succeeds or the bounds are spent.
@@ -246,7 +248,7 @@ def with_retries(
             if number == policy.attempts:
                 raise SourceUnavailable(source, system, number, seconds, detail) from error
             wait = backoff(policy, number)
-            report(f"{source}: {system} failed (attempt {number} of {policy.attempts}): "
-                   f"{detail}; retrying in {wait:.1f} s")  # fmt: skip
+            log.info(f"{source}: {system} failed (attempt {number} of {policy.attempts}): "
+                     f"{detail}; retrying in {wait:.1f} s")  # fmt: skip
             sleep(wait)
     raise AssertionError("unreachable: the loop returns or raises")

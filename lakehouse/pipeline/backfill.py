@@ -18,7 +18,7 @@ declares (``SourceSpec.backfill`` in its module, ingestion/<source>.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,6 +28,8 @@ from lakehouse.core.config import Settings
 from lakehouse.pipeline import home_record, loads
 from lakehouse.stack import source_systems
 from lakehouse.transform.dbt_cli import dbt
+
+log = logging.getLogger(__name__)
 
 
 class BackfillError(ValueError):
@@ -58,16 +60,15 @@ def backfill(
     start: date,
     end: date,
     rebuild: bool = True,
-    report: Callable[[str], None] = print,
 ) -> BackfillResult:
     """Reload ``source`` for ``start``..``end`` (inclusive), then rebuild its downstream models."""
     validate(source, start, end)
     if adopted := home_record.check(settings):
-        report(adopted)
+        log.info(adopted)
     home_record.remember(settings)
     window = loads.Window(start, end)
     with source_systems.running(settings) as endpoints:
-        [load] = loads.ingest(settings, endpoints, [source], report=report, window=window)
+        [load] = loads.ingest(settings, endpoints, [source], window=window)
     if rebuild:
         result = dbt(settings, "build", "--select", f"source:{source}+", check=False)
         if result.returncode != 0:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -16,6 +17,8 @@ from lakehouse.observability import run_metrics
 from lakehouse.observability.lineage import emit
 from lakehouse.stack import source_systems
 from lakehouse.stack.source_systems import Endpoints
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Replay", "Window", "build", "ingest", "system"]
 
@@ -59,7 +62,6 @@ def ingest(
     endpoints: Endpoints | Locations,
     sources: Iterable[str] = SOURCES,
     replay: Replay | None = None,
-    report: Callable[[str], None] = print,
     window: Window | None = None,
 ) -> list[bronze.LoadSummary]:
     """Load ``sources`` in order; one summary per source, one OpenLineage run per load.
@@ -92,11 +94,11 @@ def ingest(
         with run_metrics.recording(settings, "ingest", bronze.pipeline_name(name)) as metrics:
             with emit.job_run(settings, job, "DLT", list(read.values()), engine="dlt") as run:
                 with retry.http_retries(policy):
-                    resume.finish_pending(settings, name, report)
-                    summary = retry.with_retries(name, system(name, where), policy, load, report)
+                    resume.finish_pending(settings, name)
+                    summary = retry.with_retries(name, system(name, where), policy, load)
                 run.outputs = lineage.outputs(name, settings, summary, read)
             _fill_metrics(metrics, settings, summary)
-        report(summary.line())
+        log.info(summary.line())
         summaries.append(summary)
     return summaries
 

@@ -62,9 +62,7 @@ def ingest(
     with source_systems.running(settings, target) as endpoints:
         if seeded != target:
             seed(settings, endpoints, target)
-        summaries = loads.ingest(
-            settings, endpoints, sources, replay, report=lambda line: log.info(f"  {line}")
-        )
+        summaries = loads.ingest(settings, endpoints, sources, replay)
     total_rows = sum(s.read for s in summaries)
     total_s = sum(s.seconds for s in summaries)
     log.info(f"  all sources: read {total_rows:,} records in {total_s:.1f}s")
@@ -229,9 +227,7 @@ def publish(
     warehouse its phases, then the total with the emulator's staging named beside it (it
     measures the local stand-in, not the platform)."""
     started = time.perf_counter()
-    results = publishing.publish(
-        settings, warehouses, tables, lambda line: log.info(f"  {line}"), full_refresh
-    )
+    results = publishing.publish(settings, warehouses, tables, full_refresh=full_refresh)
     total = time.perf_counter() - started
     emulated = publishing.emulator_staging_s(results)
     log.info(f"  publish {total:.1f}s (of it, staging into the Snowflake emulator {emulated:.1f}s)"

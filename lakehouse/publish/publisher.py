@@ -24,6 +24,7 @@ Local default: the fakesnow emulator for Snowflake and the project's PostgreSQL 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ from lakehouse.publish.serve import serve
 from lakehouse.publish.snapshot import GOLD_SCHEMA, Snapshot, read_snapshot
 from lakehouse.publish.stage import stage
 from lakehouse.publish.warehouses import Warehouse, warehouse
+
+log = logging.getLogger(__name__)
 
 PHASES = ("stage", "serve", "reconcile")
 
@@ -119,7 +122,6 @@ def publish(
     settings: Settings,
     warehouses: Sequence[str] | None = None,
     tables: Sequence[str] | None = None,
-    report=print,
     full_refresh: bool = False,
 ) -> list[PublishResult]:
     """Publish ``tables`` (default: all configured) to ``warehouses`` (default: all)."""
@@ -133,7 +135,7 @@ def publish(
     snapshots = {table: read_snapshot(settings, table) for table in names}
     read_s = time.perf_counter() - started
     for s in snapshots.values():
-        report(f"lake gold.{s.table}: {s.data.num_rows:,} rows, batch {s.batch_id}")
+        log.info(f"lake gold.{s.table}: {s.data.num_rows:,} rows, batch {s.batch_id}")
     results = []
     for name in warehouses or settings.publish.warehouses:
         wh = warehouse(name, settings)
@@ -164,9 +166,9 @@ def publish(
                 _served_dataset(wh, gold[t], info["rows"]) for t, info in result.tables.items()
             ]
         for table, info in result.tables.items():
-            report(f"{name}: {wh.served_table(table)} reconciled: {info['rows']:,} rows of "
-                   f"{info['batch']}, checksum {info['checksum'][:12]}")  # fmt: skip
-        report(result.summary())
+            log.info(f"{name}: {wh.served_table(table)} reconciled: {info['rows']:,} rows of "
+                     f"{info['batch']}, checksum {info['checksum'][:12]}")  # fmt: skip
+        log.info(result.summary())
     return results
 
 

@@ -160,7 +160,7 @@ def test_a_registered_source_loads_into_bronze_with_its_lineage_and_registry_row
     partners: Path, tmp_settings: Settings
 ) -> None:
     assert "partners" in registry.names()
-    [summary] = loads.ingest(tmp_settings, Locations(), ["partners"], report=lambda _: None)
+    [summary] = loads.ingest(tmp_settings, Locations(), ["partners"])
     assert summary.rows == len(ROWS)
     assert {k: r["tier"] for k, r in _bronze(tmp_settings).items()} == {
         1: "gold",
@@ -192,15 +192,14 @@ def test_a_registered_source_is_backfilled_by_its_declared_cursor(
     partners: Path, tmp_settings: Settings
 ) -> None:
     home_record.remember(tmp_settings)  # as `lakehouse ingest` does before it loads
-    loads.ingest(tmp_settings, Locations(), ["partners"], report=lambda _: None)
+    loads.ingest(tmp_settings, Locations(), ["partners"])
     assert home_record.read(tmp_settings)["source_systems"]["partners"] == str(partners)
     # the publisher corrects one day; a later day changes too, outside the window
     changed = [{**r, "tier": "platinum"} for r in ROWS]
     partners.write_text("".join(json.dumps(r) + "\n" for r in changed))
 
     day = date(2025, 1, 3)
-    result = backfill.backfill(tmp_settings, "partners", day, day, rebuild=False,
-                               report=lambda _: None)  # fmt: skip
+    result = backfill.backfill(tmp_settings, "partners", day, day, rebuild=False)  # fmt: skip
     assert result.load.rows == 1
     assert {k: r["tier"] for k, r in _bronze(tmp_settings).items()} == {
         1: "gold",

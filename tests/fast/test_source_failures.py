@@ -10,12 +10,15 @@ bounds are small (``RETRY``) so the module stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,10 +65,39 @@ def endpoints(**where: str) -> systems.Endpoints:
     return systems.Endpoints(**{**fields, **where})
 
 
+class Said(logging.Handler):
+    """What a load logs, line by line (its retries included); ``then`` sees each line as it
+    is said, while the load waits."""
+
+    def __init__(self, then: Callable[[str], None] | None = None) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.then = then
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if self.then is not None:
+            self.then(self.lines[-1])
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[list[str]]:
+        loggers = [logging.getLogger(name) for name in ("ingestion", loads.__name__)]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.addHandler(self)
+            logger.setLevel(logging.INFO)
+        try:
+            yield self.lines
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.removeHandler(self)
+                logger.setLevel(level)
+
+
 def ingest(settings: Settings, where: systems.Endpoints, source: str) -> list[str]:
-    """Load one source through the runner; return what it reported (retries included)."""
-    lines: list[str] = []
-    loads.ingest(settings, where, [source], report=lines.append)
+    """Load one source through the runner; return what it logged (retries included)."""
+    with Said().listening() as lines:
+        loads.ingest(settings, where, [source])
     return lines
 
 
@@ -338,7 +370,8 @@ def test_snowflake_database_locked_then_released_is_retried(settings: Settings) 
             holder.rollback()  # the other process lets go while the loader waits
 
     where = endpoints(snowflake_url=fill.snowflake_url(path))
-    loads.ingest(settings, where, ["snowflake"], report=report)
+    with Said(then=report).listening():
+        loads.ingest(settings, where, ["snowflake"])
     holder.close()
     assert sum("database is locked" in line for line in lines) == 1
     assert len(rows(settings, "snowflake", "customers")) == len(WORLD.customers)

@@ -21,14 +21,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         backfill.validate(args.source, args.start, end)
         with engine.running(settings):
-            done = backfill.backfill(
-                settings,
-                args.source,
-                args.start,
-                end,
-                not args.no_rebuild,
-                report=lambda line: log.info(f"  {line}"),
-            )
+            done = backfill.backfill(settings, args.source, args.start, end, not args.no_rebuild)
     except backfill.BackfillError as exc:
         print(f"backfill failed: {exc}", file=sys.stderr)
         return 1
