@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-import yaml
+from config_files import write_config
 
-from lakehouse.core.config import DEFAULT_CONFIG_FILE, ConfigError, load_settings
+from lakehouse.core.config import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -13,14 +13,6 @@ def _no_overrides(monkeypatch) -> None:
     """The suite points LAKEHOUSE_* at its test engine; these tests read the files alone."""
     for name in ("LAKEHOUSE_HOME", "LAKEHOUSE_THRIFT_PORT", "LAKEHOUSE_THRIFT_HOST"):
         monkeypatch.delenv(name, raising=False)
-
-
-def _write(tmp_path: Path, mutate) -> Path:
-    raw = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
-    mutate(raw)
-    path = tmp_path / "lakehouse.yml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def test_shipped_config_is_valid() -> None:
@@ -31,7 +23,7 @@ def test_shipped_config_is_valid() -> None:
 
 
 def test_wrong_type_names_file_and_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda raw: raw["engine"].update(port="ten thousand"))
+    path = write_config(tmp_path, lambda raw: raw["engine"].update(port="ten thousand"))
     with pytest.raises(ConfigError) as err:
         load_settings(path)
     assert str(path) in str(err.value)
@@ -39,19 +31,21 @@ def test_wrong_type_names_file_and_key(tmp_path: Path) -> None:
 
 
 def test_missing_key_names_it(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda raw: raw["sources"]["fx"].pop("currencies"))
+    path = write_config(tmp_path, lambda raw: raw["sources"]["fx"].pop("currencies"))
     with pytest.raises(ConfigError, match=r"sources\.fx\.currencies: Field required"):
         load_settings(path)
 
 
 def test_unknown_key_is_refused(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda raw: raw["engine"].update(prot=10000))
+    path = write_config(tmp_path, lambda raw: raw["engine"].update(prot=10000))
     with pytest.raises(ConfigError, match=r"engine\.prot: Extra inputs are not permitted"):
         load_settings(path)
 
 
 def test_currency_codes_are_checked(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda raw: raw["sources"]["fx"].update(currencies=["EUR", "euro"]))
+    path = write_config(
+        tmp_path, lambda raw: raw["sources"]["fx"].update(currencies=["EUR", "euro"])
+    )
     with pytest.raises(ConfigError, match=r"sources\.fx\.currencies\.1"):
         load_settings(path)
 

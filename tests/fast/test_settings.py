@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from config_files import write_config
 
 from lakehouse.core.config import (
     DEFAULT_CONFIG_FILE,
@@ -58,14 +59,6 @@ def _at(settings: Settings, path: tuple[str, ...]) -> Any:
     return value
 
 
-def _write(tmp_path: Path, mutate) -> Path:
-    raw = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())
-    mutate(raw)
-    path = tmp_path / "lakehouse.yml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 # -- the named variables keep their names, meaning and precedence ------------------------------
 
 
@@ -97,7 +90,7 @@ def test_named_variable_equals_its_nested_name(name: str, monkeypatch) -> None:
 def test_home_from_the_environment_then_the_file_then_the_default(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("LAKEHOUSE_HOME")
     assert load_settings().home == REPO_ROOT / ".lakehouse"
-    path = _write(tmp_path, lambda raw: raw.update(home=str(tmp_path / "from-file")))
+    path = write_config(tmp_path, lambda raw: raw.update(home=str(tmp_path / "from-file")))
     assert load_settings(path).home == tmp_path / "from-file"
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "from-env"))
     settings = load_settings(path)
@@ -112,7 +105,7 @@ def test_relative_home_is_made_absolute(tmp_path, monkeypatch) -> None:
 
 
 def test_config_variable_chooses_the_file(tmp_path, monkeypatch) -> None:
-    path = _write(tmp_path, lambda raw: raw["engine"].update(port=11111))
+    path = write_config(tmp_path, lambda raw: raw["engine"].update(port=11111))
     monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
     assert load_settings().engine.port == 11111
     assert load_settings(DEFAULT_CONFIG_FILE).engine.port == 10000  # an argument wins
@@ -123,7 +116,7 @@ def test_environment_over_file_over_defaults(tmp_path, monkeypatch) -> None:
         raw["engine"]["port"] = 11111
         del raw["services"]  # every port from the model's defaults
 
-    path = _write(tmp_path, mutate)
+    path = write_config(tmp_path, mutate)
     settings = load_settings(path)
     assert settings.engine.port == 11111
     assert settings.services.postgres_port == 5433
@@ -251,7 +244,7 @@ def test_malformed_override_names_the_variable(name, value, expected, monkeypatc
 
 
 def test_file_and_environment_problems_are_reported_together(tmp_path, monkeypatch) -> None:
-    path = _write(tmp_path, lambda raw: raw["engine"].update(prot=1))
+    path = write_config(tmp_path, lambda raw: raw["engine"].update(prot=1))
     monkeypatch.setenv("LAKEHOUSE_SCALE", "abc")
     with pytest.raises(ConfigError) as err:
         load_settings(path)
@@ -271,7 +264,7 @@ def test_file_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match=f"{listed}: top level must be a mapping, got list"):
         load_settings(listed)
     # keys keep their case: `Engine` is no section (pydantic-settings' YAML source would take it)
-    path = _write(tmp_path, lambda raw: raw.update(Engine=raw.pop("engine")))
+    path = write_config(tmp_path, lambda raw: raw.update(Engine=raw.pop("engine")))
     with pytest.raises(ConfigError, match=r"engine: Field required.*Engine: Extra inputs"):
         load_settings(path)
 
