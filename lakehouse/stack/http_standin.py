@@ -15,7 +15,7 @@ Routes:
 
 Test hook, off by default: ``service.faults`` scripts failures per route (answer 503 or 429 with
 Retry-After, stall past the client's timeout, cut the connection half-way through a body), so
-tests can make a real HTTP source system fail on demand (tests/test_source_failures.py).
+tests can make a real HTTP source system fail on demand (tests/fast/test_source_failures.py).
 """
 
 from __future__ import annotations
