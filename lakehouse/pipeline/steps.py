@@ -243,7 +243,7 @@ def dq_summary() -> dict[str, int]:
     failed = counts.get("fail", 0) + counts.get("error", 0)
     log.info(f"  data tests: {counts.get('pass', 0)} passed, {counts.get('warn', 0)} warned, "
         f"{failed} failed (details: dq.test_results)")  # fmt: skip
-    for r in tests:
+    for r in sorted(tests, key=lambda r: r["unique_id"]):  # dbt lists them as they finished
         if r["status"] in ("warn", "fail", "error"):
             log.info(
                 f"    {r['status']:<4} {r['failures'] or 0:>6} rows  {r['unique_id'].split('.')[2]}"
