@@ -1,0 +1,253 @@
+"""``engine.mode: standalone``: the same dbt build on a Spark master and two workers.
+
+One ingestion (scale 0.05) in a lake home of its own, then three full builds of it
+(``dbt build --full-refresh``, so every model, incremental ones too, is computed in that mode):
+
+1. in local mode (``local[*]``, as `make run` by default),
+2. in standalone mode, the master's own report polled throughout: each worker runs an executor
+   of the engine's application,
+3. in standalone mode again, one worker and its executor killed with SIGKILL part-way through:
+   Spark runs the lost tasks again on the other worker and the build succeeds.
+
+All three give the same gold: row counts of every gold table, and for customer_360 and
+product_perf a checksum per column and over whole rows (customer_360 holds salted PII hashes,
+computed on the executors in standalone mode: equal only if the salt reached them). The wall
+time of each build is printed (with ``-s``) and recorded in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from lakehouse.core.config import Settings, load_settings
+from lakehouse.core.dbt_paths import target_dir
+from lakehouse.pipeline import steps
+from lakehouse.stack import engine, source_systems, spark_cluster
+from lakehouse.transform.dbt_cli import dbt
+from lakehouse.transform.sql import records
+
+GOLD = ("customer_360", "fct_orders", "fx_rates_daily", "product_perf")
+CHECKSUMMED = ("customer_360", "product_perf")
+APP_NAME = "lakehouse-engine"
+# The kill comes this far into the build (as a share of the unkilled build's wall time).
+KILL_AT = 0.4
+BUILD_TIMEOUT_S = 1800
+PRODUCTION_ENDPOINTS = ("SNOWFLAKE_URL", "CRM_BASE_URL", "CRM_API_TOKEN", "REDSHIFT_URL",
+                        "FX_BASE_URL", "KAFKA_BOOTSTRAP_SERVERS")  # fmt: skip
+
+
+@dataclass
+class Build:
+    seconds: float
+    gold: dict[str, dict[str, str]]
+    # worker id -> the ids of the engine's executors it was seen running during the build
+    executors: dict[str, set[str]] = field(default_factory=dict)
+    killed: str | None = None  # the worker killed, if any
+    after_kill: dict | None = None  # the master's report once the build ended
+
+
+def _port_pair(free_ports) -> int:
+    """A free port whose next port is free too (the two workers' UIs)."""
+    for port in free_ports(20):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _columns(settings: Settings, table: str) -> list[str]:
+    names = []
+    for row in records(settings, f"describe {table}"):
+        if not row["col_name"] or row["col_name"].startswith("#"):
+            break
+        names.append(row["col_name"])
+    return names
+
+
+def _gold(settings: Settings) -> dict[str, dict[str, str]]:
+    """Rows of every gold table; per-column and whole-row checksums (sums of xxhash64, order
+    independent) of the checksummed ones."""
+    gold: dict[str, dict[str, str]] = {}
+    for table in GOLD:
+        parts = ["count(*) as `rows`"]
+        if table in CHECKSUMMED:
+            columns = [f"`{c}`" for c in _columns(settings, f"gold.{table}")]
+            parts += [f"sum(cast(xxhash64(cast({c} as string)) as decimal(38, 0))) as {c}"
+                      for c in columns]  # fmt: skip
+            parts.append(f"sum(cast(xxhash64({', '.join(columns)}) as decimal(38, 0))) as `*`")
+        row = records(settings, f"select {', '.join(parts)} from gold.{table}")[0]
+        gold[table] = {k: str(v) for k, v in row.items()}
+    return gold
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def _executors_by_worker(settings: Settings) -> dict[str, set[str]]:
+    """Per live worker (the master's report), the engine's executors it runs (its own report)."""
+    master = spark_cluster.state(settings)
+    apps = {a["id"] for a in master.get("activeapps", []) if a["name"] == APP_NAME}
+    seen: dict[str, set[str]] = {}
+    for worker in master["workers"]:
+        if worker["state"] != "ALIVE":
+            continue
+        report = _get(worker["webuiaddress"] + "/json/")
+        seen[worker["id"]] = {f"{e['appid']}/{e['id']}" for e in report["executors"]
+                              if e["appid"] in apps}  # fmt: skip
+    return seen
+
+
+class _Watch(threading.Thread):
+    """Polls the master while a build runs, collecting which worker ran which executor."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.seen = settings, {}
+        self.stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            try:
+                for worker, executors in _executors_by_worker(self.settings).items():
+                    self.seen.setdefault(worker, set()).update(executors)
+            except OSError:
+                continue  # a worker just killed: its UI is gone
+
+    def finish(self) -> dict[str, set[str]]:
+        self.stopped.set()
+        self.join()
+        return self.seen
+
+
+def _kill_a_worker_after(settings: Settings, delay_s: float, killed: list[str]) -> None:
+    """After ``delay_s``, SIGKILL worker 0 and its executor (its process group): a lost node.
+    ``killed`` gets the master's id of that worker, if it ran an executor of the engine then."""
+    time.sleep(delay_s)
+    pid = spark_cluster.pid(settings, "worker-0")
+    assert pid is not None, "worker 0 is not running"
+    ui = spark_cluster.worker_ui(settings, 0)
+    [worker_0] = [w["id"] for w in spark_cluster.state(settings)["workers"]
+                  if w["state"] == "ALIVE" and w["webuiaddress"] == ui]  # fmt: skip
+    had_executor = bool(_executors_by_worker(settings).get(worker_0))
+    os.killpg(pid, signal.SIGKILL)
+    if had_executor:
+        killed.append(worker_0)
+
+
+def _build(settings: Settings, kill_after_s: float | None = None) -> Build:
+    """A full `dbt build` (every model recomputed); with ``kill_after_s``, worker 0 is killed
+    that long after it starts."""
+    watch = _Watch(settings) if spark_cluster.standalone(settings) else None
+    killed: list[str] = []
+    killer = None
+    if kill_after_s is not None:
+        killer = threading.Thread(target=_kill_a_worker_after,
+                                  args=(settings, kill_after_s, killed))  # fmt: skip
+        killer.start()
+    started = time.monotonic()
+    result = dbt(settings, "build", "--full-refresh", check=False, capture=True,
+                 timeout_s=BUILD_TIMEOUT_S)  # fmt: skip
+    seconds = time.monotonic() - started
+    if killer is not None:
+        killer.join()
+    assert result.returncode == 0, f"dbt build failed:\n{result.stdout[-6000:]}"
+    executors = watch.finish() if watch is not None else {}
+    print(f"{settings.engine.mode} build{' with a worker killed' if killed else ''}: "
+          f"{seconds:.1f}s (load average {os.getloadavg()[0]:.2f})")  # fmt: skip
+    return Build(seconds, _gold(settings), executors, killed[0] if killed else None,
+                 spark_cluster.state(settings) if kill_after_s is not None else None)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory, free_ports) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("cluster")
+    thrift, postgres, snowflake, kafka, controller, master, master_ui = free_ports(7)
+    env = {
+        "LAKEHOUSE_HOME": str(root / "home"),
+        "LAKEHOUSE_SCALE": "0.05",
+        "LAKEHOUSE_DIRTY_SHARE": "0.03",
+        "LAKEHOUSE_THRIFT_PORT": str(thrift),
+        "LAKEHOUSE_POSTGRES_PORT": str(postgres),
+        "LAKEHOUSE_SNOWFLAKE_PORT": str(snowflake),
+        "LAKEHOUSE_KAFKA_PORT": str(kafka),
+        "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(controller),
+        "LAKEHOUSE_ENGINE__STANDALONE__MASTER_PORT": str(master),
+        "LAKEHOUSE_ENGINE__STANDALONE__MASTER_UI_PORT": str(master_ui),
+        "LAKEHOUSE_ENGINE__STANDALONE__WORKER_UI_PORT": str(_port_pair(free_ports)),
+        "DBT_TARGET_PATH": str(root / "dbt-target"),
+        "DBT_LOG_PATH": str(root / "dbt-logs"),
+    }
+    partial_parse = target_dir() / "partial_parse.msgpack"
+    if partial_parse.exists():  # dbt re-parses if it does not fit; a saved parse if it does
+        (root / "dbt-target").mkdir()
+        (root / "dbt-target" / partial_parse.name).write_bytes(partial_parse.read_bytes())
+    result: dict = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for name in PRODUCTION_ENDPOINTS:
+            mp.delenv(name, raising=False)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        local = load_settings()
+        with source_systems.running(local):
+            steps.ingest(local)
+        with engine.running(local):
+            result["local"] = _build(local)
+        mp.setenv("LAKEHOUSE_ENGINE__MODE", "standalone")
+        cluster = load_settings()
+        try:
+            with engine.running(cluster):
+                result["standalone"] = _build(cluster)
+                kill_after = KILL_AT * result["standalone"].seconds
+                result["killed"] = _build(cluster, kill_after_s=kill_after)
+            daemons = ["master", "worker-0", "worker-1"]
+            result["left running"] = [d for d in daemons if spark_cluster.pid(cluster, d)]
+        finally:
+            engine.stop(cluster)  # the cluster too, even if the engine never answered
+        yield result
+
+
+def test_the_master_reports_an_executor_of_the_engine_on_each_worker(builds) -> None:
+    seen = builds["standalone"].executors
+    assert len(seen) == 2, f"the master reported {len(seen)} live workers: {seen}"
+    assert all(seen.values()), f"a worker ran no executor of the engine: {seen}"
+    assert not set.intersection(*seen.values()), "one executor on two workers?"
+
+
+def test_a_standalone_build_gives_the_gold_of_a_local_build(builds) -> None:
+    assert builds["standalone"].gold == builds["local"].gold
+    assert int(builds["local"].gold["customer_360"]["rows"]) > 0
+
+
+def test_a_worker_killed_mid_build_leaves_the_build_whole(builds) -> None:
+    killed = builds["killed"]
+    assert killed.killed is not None, "worker 0 ran no executor of the engine when killed"
+    alive = {w["id"] for w in killed.after_kill["workers"] if w["state"] == "ALIVE"}
+    assert killed.killed not in alive, "the master still counts the killed worker as alive"
+    assert len(alive) == 1
+    assert killed.gold == builds["local"].gold
+
+
+def test_pii_is_masked_the_same_on_executors_as_in_local_mode(builds) -> None:
+    """The salt reaches executors through the workers' environment: a missing salt would make
+    every hash null (or the build fail at assert_pii_salt), a different one every hash differ."""
+    for build in ("standalone", "killed"):
+        for column in ("email", "full_name", "crm_owner_email"):
+            assert (builds[build].gold["customer_360"][column]
+                    == builds["local"].gold["customer_360"][column])  # fmt: skip
+
+
+def test_the_cluster_is_stopped_with_the_engine(builds) -> None:
+    assert builds["left running"] == [], "the engine stopped but left daemons of its cluster"
