@@ -6,7 +6,8 @@ One ingestion (scale 0.05) in a lake home of its own, then three full builds of 
 1. in local mode (``local[*]``, as `make run` by default),
 2. in standalone mode, the master's own report polled throughout: each worker runs an executor
    of the engine's application,
-3. in standalone mode again, one worker and its executor killed with SIGKILL part-way through:
+3. in standalone mode again, one worker and its executor killed with SIGKILL part-way through,
+   while that executor runs a task:
    Spark runs the lost tasks again on the other worker and the build succeeds.
 
 All three give the same gold: row counts of every gold table, and for customer_360 and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -41,6 +43,7 @@ CHECKSUMMED = ("customer_360", "product_perf")
 APP_NAME = "lakehouse-engine"
 # The kill comes this far into the build (as a share of the unkilled build's wall time).
 KILL_AT = 0.4
+BUSY_WAIT_S = 120  # ... once its executor runs a task, waiting at most this long
 BUILD_TIMEOUT_S = 1800
 PRODUCTION_ENDPOINTS = ("SNOWFLAKE_URL", "CRM_BASE_URL", "CRM_API_TOKEN", "REDSHIFT_URL",
                         "FX_BASE_URL", "KAFKA_BOOTSTRAP_SERVERS")  # fmt: skip
@@ -52,8 +55,9 @@ class Build:
     gold: dict[str, dict[str, str]]
     # worker id -> the ids of the engine's executors it was seen running during the build
     executors: dict[str, set[str]] = field(default_factory=dict)
-    killed: str | None = None  # the worker killed, if any
-    after_kill: dict | None = None  # the master's report once the build ended
+    killed: Kill | None = None  # the worker killed, if any
+    master_after: dict | None = None  # the master's report once the build ended
+    driver_after: list | None = None  # the engine's report of every executor it had
 
 
 def _port_pair(free_ports) -> int:
@@ -132,30 +136,51 @@ class _Watch(threading.Thread):
         return self.seen
 
 
-def _kill_a_worker_after(settings: Settings, delay_s: float, killed: list[str]) -> None:
-    """After ``delay_s``, SIGKILL worker 0 and its executor (its process group): a lost node.
-    ``killed`` gets the master's id of that worker, if it ran an executor of the engine then."""
+def _driver_api(settings: Settings) -> str:
+    """The engine's REST API (its Spark UI: the port it found free, as its log says last)."""
+    ports = re.findall(r"service 'SparkUI' on port (\d+)", engine.log_file(settings).read_text())
+    return f"http://{settings.engine.bind_address}:{ports[-1]}/api/v1/applications"
+
+
+@dataclass
+class Kill:
+    worker: str  # the master's id of the worker
+    executor: str  # the engine's executor id on it
+    active_tasks: int  # tasks that executor was running when killed
+
+
+def _kill_a_busy_worker_after(settings: Settings, delay_s: float, kills: list[Kill]) -> None:
+    """After ``delay_s``, once worker 0's executor runs a task, SIGKILL the worker and that
+    executor (its process group): a node lost with work in flight."""
     time.sleep(delay_s)
     pid = spark_cluster.pid(settings, "worker-0")
     assert pid is not None, "worker 0 is not running"
     ui = spark_cluster.worker_ui(settings, 0)
     [worker_0] = [w["id"] for w in spark_cluster.state(settings)["workers"]
                   if w["state"] == "ALIVE" and w["webuiaddress"] == ui]  # fmt: skip
-    had_executor = bool(_executors_by_worker(settings).get(worker_0))
+    [app] = [a["id"] for a in spark_cluster.state(settings)["activeapps"] if a["name"] == APP_NAME]
+    [executor] = [str(e["id"]) for e in _get(ui + "/json/")["executors"] if e["appid"] == app]
+    deadline = time.monotonic() + BUSY_WAIT_S
+    active = 0
+    while time.monotonic() < deadline:
+        executors = _get(f"{_driver_api(settings)}/{app}/executors")
+        active = next((e["activeTasks"] for e in executors if e["id"] == executor), 0)
+        if active:
+            break
+        time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
-    if had_executor:
-        killed.append(worker_0)
+    kills.append(Kill(worker_0, executor, active))
 
 
 def _build(settings: Settings, kill_after_s: float | None = None) -> Build:
     """A full `dbt build` (every model recomputed); with ``kill_after_s``, worker 0 is killed
     that long after it starts."""
     watch = _Watch(settings) if spark_cluster.standalone(settings) else None
-    killed: list[str] = []
+    kills: list[Kill] = []
     killer = None
     if kill_after_s is not None:
-        killer = threading.Thread(target=_kill_a_worker_after,
-                                  args=(settings, kill_after_s, killed))  # fmt: skip
+        killer = threading.Thread(target=_kill_a_busy_worker_after,
+                                  args=(settings, kill_after_s, kills))  # fmt: skip
         killer.start()
     started = time.monotonic()
     result = dbt(settings, "build", "--full-refresh", check=False, capture=True,
@@ -165,10 +190,15 @@ def _build(settings: Settings, kill_after_s: float | None = None) -> Build:
         killer.join()
     assert result.returncode == 0, f"dbt build failed:\n{result.stdout[-6000:]}"
     executors = watch.finish() if watch is not None else {}
-    print(f"{settings.engine.mode} build{' with a worker killed' if killed else ''}: "
+    print(f"{settings.engine.mode} build{' with a worker killed' if kills else ''}: "
           f"{seconds:.1f}s (load average {os.getloadavg()[0]:.2f})")  # fmt: skip
-    return Build(seconds, _gold(settings), executors, killed[0] if killed else None,
-                 spark_cluster.state(settings) if kill_after_s is not None else None)  # fmt: skip
+    build = Build(seconds, _gold(settings), executors)
+    if kill_after_s is not None:
+        build.killed = kills[0] if kills else None
+        build.master_after = spark_cluster.state(settings)
+        [app] = [a["id"] for a in build.master_after["activeapps"] if a["name"] == APP_NAME]
+        build.driver_after = _get(f"{_driver_api(settings)}/{app}/allexecutors")
+    return build
 
 
 @pytest.fixture(scope="module")
@@ -232,12 +262,17 @@ def test_a_standalone_build_gives_the_gold_of_a_local_build(builds) -> None:
 
 
 def test_a_worker_killed_mid_build_leaves_the_build_whole(builds) -> None:
-    killed = builds["killed"]
-    assert killed.killed is not None, "worker 0 ran no executor of the engine when killed"
-    alive = {w["id"] for w in killed.after_kill["workers"] if w["state"] == "ALIVE"}
-    assert killed.killed not in alive, "the master still counts the killed worker as alive"
+    """The executor was running tasks when it died: the build succeeding means they ran again."""
+    build = builds["killed"]
+    kill = build.killed
+    assert kill is not None, "the worker was never killed"
+    assert kill.active_tasks > 0, f"executor {kill.executor} ran no task in {BUSY_WAIT_S}s"
+    alive = {w["id"] for w in build.master_after["workers"] if w["state"] == "ALIVE"}
+    assert kill.worker not in alive, "the master still counts the killed worker as alive"
     assert len(alive) == 1
-    assert killed.gold == builds["local"].gold
+    [lost] = [e for e in build.driver_after if e["id"] == kill.executor]
+    assert not lost["isActive"], f"the engine still uses the killed executor: {lost}"
+    assert build.gold == builds["local"].gold
 
 
 def test_pii_is_masked_the_same_on_executors_as_in_local_mode(builds) -> None:
