@@ -137,6 +137,9 @@ def daemon_env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "SPARK_HOME": str(_spark_home()),
         "SPARK_DAEMON_MEMORY": _conf(settings).daemon_memory,
+        # The master's REST submission server: on by default, on the fixed port 6066, taking
+        # unauthenticated submissions. The engine submits through the master's RPC port.
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
         # Executors' shuffle and spill files: under the lake home, as the driver's.
         "SPARK_LOCAL_DIRS": str(settings.home / "tmp"),
         # Read by the dbt macro `pii` on the executors; never written into a Spark setting.

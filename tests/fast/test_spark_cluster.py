@@ -64,6 +64,7 @@ def test_the_daemons_bind_the_engine_address_on_the_configured_ports(standalone)
     env = spark_cluster.daemon_env(standalone)
     assert env["SPARK_LOCAL_IP"] == "127.0.0.1"
     assert env["SPARK_LOCAL_DIRS"] == str(standalone.home / "tmp")
+    assert "-Dspark.master.rest.enabled=false" in env["SPARK_MASTER_OPTS"]  # no port 6066
 
 
 def test_the_salt_reaches_executors_by_environment_never_by_a_setting(standalone) -> None:
