@@ -94,8 +94,8 @@ def _gold(settings: Settings) -> dict[str, dict[str, str]]:
     return gold
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def _get(url: str, timeout_s: float = 15) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
         return json.load(response)
 
 
@@ -163,7 +163,10 @@ def _kill_a_busy_worker_after(settings: Settings, delay_s: float, kills: list[Ki
     deadline = time.monotonic() + BUSY_WAIT_S
     active = 0
     while time.monotonic() < deadline:
-        executors = _get(f"{_driver_api(settings)}/{app}/executors")
+        try:
+            executors = _get(f"{_driver_api(settings)}/{app}/executors", timeout_s=30)
+        except OSError:  # a driver busy under load answers late: ask again
+            continue
         active = next((e["activeTasks"] for e in executors if e["id"] == executor), 0)
         if active:
             break
