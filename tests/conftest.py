@@ -34,6 +34,10 @@ TEST_ENV = {
     "LAKEHOUSE_KAFKA_PORT": "19092",
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": "19093",
     "LAKEHOUSE_AIRFLOW_PORT": "18080",
+    # engine.mode standalone: the suite's own Spark master, beside one of `make up`
+    "LAKEHOUSE_ENGINE__STANDALONE__MASTER_PORT": "17177",
+    "LAKEHOUSE_ENGINE__STANDALONE__MASTER_UI_PORT": "18180",
+    "LAKEHOUSE_ENGINE__STANDALONE__WORKER_UI_PORT": "18181",
     "LAKEHOUSE_SCALE": "0.01",
     # small but dirty: every kind of bad record the generator makes shows up at least once
     "LAKEHOUSE_DIRTY_SHARE": "0.1",

@@ -140,6 +140,9 @@ def daemon_env(settings: Settings) -> dict[str, str]:
         # The master's REST submission server: on by default, on the fixed port 6066, taking
         # unauthenticated submissions. The engine submits through the master's RPC port.
         "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+        # A port taken fails the daemon instead of moving it to the next one: the engine would
+        # then submit to whatever holds the configured port (another lake's master).
+        "SPARK_DAEMON_JAVA_OPTS": "-Dspark.port.maxRetries=0",
         # Executors' shuffle and spill files: under the lake home, as the driver's.
         "SPARK_LOCAL_DIRS": str(settings.home / "tmp"),
         # Read by the dbt macro `pii` on the executors; never written into a Spark setting.
@@ -186,6 +189,12 @@ def _master_answers(settings: Settings) -> bool:
     return True
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
 def _spawn(settings: Settings, name: str, cmd: list[str]) -> subprocess.Popen:
     return processes.spawn_detached(cmd, log_file(settings, name), _pid_file(settings, name),
                                     cwd=settings.state_dir, env=daemon_env(settings))  # fmt: skip
@@ -202,6 +211,11 @@ def start(settings: Settings) -> None:
     for folder in (settings.state_dir, settings.log_dir, settings.home / "tmp"):
         folder.mkdir(parents=True, exist_ok=True)
     if pid(settings, "master") is None:
+        conf = _conf(settings)
+        for port in (conf.master_port, conf.master_ui_port):
+            if _port_taken(cluster_host(settings), port):
+                raise ClusterError(f"port {port} of the Spark master is taken (another lake's "
+                                   "cluster?): set engine.standalone's ports")  # fmt: skip
         log.info(f"  Spark master on {master_url(settings)} (UI {master_ui(settings)})")
         proc = _spawn(settings, "master", master_command(settings))
         try:

@@ -7,6 +7,8 @@ worker, and the PII salt reaches the executors through the workers' environment 
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from pydantic import ValidationError
 
@@ -65,6 +67,21 @@ def test_the_daemons_bind_the_engine_address_on_the_configured_ports(standalone)
     assert env["SPARK_LOCAL_IP"] == "127.0.0.1"
     assert env["SPARK_LOCAL_DIRS"] == str(standalone.home / "tmp")
     assert "-Dspark.master.rest.enabled=false" in env["SPARK_MASTER_OPTS"]  # no port 6066
+    assert "-Dspark.port.maxRetries=0" in env["SPARK_DAEMON_JAVA_OPTS"]  # no silent move
+
+
+def test_a_master_port_already_taken_is_refused_before_any_launch(tmp_path, monkeypatch) -> None:
+    """Another lake's master there would take this engine's work (and mask PII with its salt)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+        monkeypatch.setenv("LAKEHOUSE_ENGINE__MODE", "standalone")
+        monkeypatch.setenv("LAKEHOUSE_ENGINE__STANDALONE__MASTER_PORT", str(taken.getsockname()[1]))
+        settings = load_settings()
+        with pytest.raises(spark_cluster.ClusterError, match="taken"):
+            spark_cluster.start(settings)
+    assert not list((tmp_path / "state").glob("spark-*.pid")), "nothing may have been launched"
 
 
 def test_the_salt_reaches_executors_by_environment_never_by_a_setting(standalone) -> None:
