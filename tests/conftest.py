@@ -34,6 +34,10 @@ TEST_ENV = {
     "LAKEHOUSE_KAFKA_PORT": "19092",
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": "19093",
     "LAKEHOUSE_AIRFLOW_PORT": "18080",
+    # engine.mode standalone: the suite's own Spark master, beside one of `make up`
+    "LAKEHOUSE_ENGINE__STANDALONE__MASTER_PORT": "17177",
+    "LAKEHOUSE_ENGINE__STANDALONE__MASTER_UI_PORT": "18180",
+    "LAKEHOUSE_ENGINE__STANDALONE__WORKER_UI_PORT": "18181",
     "LAKEHOUSE_SCALE": "0.01",
     # small but dirty: every kind of bad record the generator makes shows up at least once
     "LAKEHOUSE_DIRTY_SHARE": "0.1",
@@ -81,8 +85,8 @@ for _name, _value in TEST_ENV.items():
 # asks for (pytest_collection_modifyitems). The fast tier (tests/fast/, `make test-fast`) is spread
 # test by test over its workers: nothing there is shared or expensive to set up.
 APART_MODULES = frozenset({
-    "test_crash_recovery.py", "test_kafka_service.py", "test_network_binding.py",
-    "test_postgres_service.py", "test_source_outages.py",
+    "test_cluster.py", "test_crash_recovery.py", "test_kafka_service.py",
+    "test_network_binding.py", "test_postgres_service.py", "test_source_outages.py",
 })  # fmt: skip
 AIRFLOW_MODULES = frozenset({"test_orchestration.py"})
 # What a lake of the suite is made of: a module asking for any of these must run where it lives.

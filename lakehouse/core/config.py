@@ -14,7 +14,14 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from lakehouse.core.settings_sources import (
@@ -36,7 +43,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StandaloneConfig(_Strict):
+    """The Spark standalone cluster ``engine.mode: standalone`` runs on this machine (a master and
+    ``workers`` workers, lakehouse/stack/spark_cluster.py). Each worker offers ``worker_cores``
+    and ``worker_memory``; each executor takes ``executor_cores`` and ``executor_memory`` of one,
+    so the defaults give one executor per worker. Ports: none of them Spark's defaults (8080 and
+    8081 are Airflow's API and many a developer's), each worker's UI at ``worker_ui_port`` + i."""
+
+    master_port: int = Field(7177, ge=1, le=65535)
+    master_ui_port: int = Field(8180, ge=1, le=65535)
+    worker_ui_port: int = Field(8181, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=16)
+    worker_cores: int = Field(1, ge=1)
+    worker_memory: str = Field("1g", pattern=r"^\d+[mg]$")
+    executor_cores: int = Field(1, ge=1)
+    executor_memory: str = Field("1g", pattern=r"^\d+[mg]$")
+    # Heap of the master and of each worker daemon (they schedule, they hold no data).
+    daemon_memory: str = Field("512m", pattern=r"^\d+[mg]$")
+    startup_timeout_s: int = Field(60, ge=5)
+
+    @model_validator(mode="after")
+    def _an_executor_fits_a_worker(self) -> StandaloneConfig:
+        # Otherwise the master never grants an executor and every query waits for good.
+        if self.executor_cores > self.worker_cores:
+            raise ValueError(f"executor_cores {self.executor_cores} > worker_cores "
+                             f"{self.worker_cores}: no worker could run an executor")  # fmt: skip
+        if megabytes(self.executor_memory) > megabytes(self.worker_memory):
+            raise ValueError(f"executor_memory {self.executor_memory} > worker_memory "
+                             f"{self.worker_memory}: no worker could run an executor")  # fmt: skip
+        return self
+
+
+def megabytes(size: str) -> int:
+    """``512m`` -> 512, ``2g`` -> 2048 (the size strings of Spark's memory settings)."""
+    return int(size[:-1]) * (1024 if size[-1] == "g" else 1)
+
+
 class EngineConfig(_Strict):
+    # local: the Thrift server runs every task in its own JVM (local[*]); standalone: it submits
+    # them to a Spark master and workers it starts on this machine (docs/deploy.md).
+    mode: Literal["local", "standalone"] = "local"
+    standalone: StandaloneConfig = StandaloneConfig()
     host: str = "127.0.0.1"
     # Where the engine's driver (RPC, block manager) and Spark UI listen: loopback, so nothing
     # is reachable from beyond this machine. A cluster's executors need the driver reachable:

@@ -25,6 +25,7 @@ from pathlib import Path
 from lakehouse.core import pii
 from lakehouse.core.config import Settings
 from lakehouse.observability import run_metrics
+from lakehouse.stack import spark_cluster
 from lakehouse.stack.jars import engine_jars
 from lakehouse.stack.processes import cmdline_has, pid_alive, reap, stop_group
 from lakehouse.transform import warmup
@@ -77,6 +78,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # its first poll finds the statement finished. Statements here take seconds, never the
         # minutes after which an idle Thrift call could be dropped.
         "spark.sql.hive.thriftServer.async": "false",
+        **spark_cluster.executor_conf(settings),
         **_extra_conf(),
         # Read back by dbt (macro `lake_dir`) so models never hard-code where bronze lives.
         "spark.lakehouse.lake.dir": str(settings.lake_dir),
@@ -120,7 +122,7 @@ def server_command(settings: Settings) -> list[str]:
         str(spark_home() / "bin" / "spark-submit"),
         "--class", THRIFT_SERVER_CLASS,
         "--name", "lakehouse-engine",
-        "--master", "local[*]",
+        "--master", spark_cluster.master_url(settings),
         "--driver-memory", settings.engine.driver_memory,
         # On the driver's own classpath, not --jars: the Thrift server resolves data sources
         # through the system class loader, which does not see --jars (DATA_SOURCE_NOT_FOUND).
@@ -197,6 +199,7 @@ def launch(settings: Settings) -> subprocess.Popen:
         folder.mkdir(parents=True, exist_ok=True)
     discard_unfinished_metastore(settings.metastore_dir)
     run_metrics.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
+    spark_cluster.start(settings)  # standalone mode: the master and workers it submits to
     env = {
         **os.environ,
         "SPARK_HOME": str(spark_home()),
@@ -251,6 +254,7 @@ def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
     if pid is not None:
         stop_group(pid, timeout_s, poll_s=0.5)
     pid_file.unlink(missing_ok=True)
+    spark_cluster.stop(settings)
     return pid is not None
 
 
