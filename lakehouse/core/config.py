@@ -36,6 +36,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MetastoreConfig(_Strict):
+    """The engine's Hive metastore: a database of the project's PostgreSQL server
+    (services.postgres_port), reached as its own role (lakehouse/stack/metastore.py). Shared,
+    unlike the embedded Derby it replaces: every engine of one home sees the same tables."""
+
+    database: str = Field("metastore", pattern=r"^[a-z_][a-z0-9_]*$")
+    user: str = Field("lakehouse_metastore", pattern=r"^[a-z_][a-z0-9_]*$")
+
+
 class EngineConfig(_Strict):
     host: str = "127.0.0.1"
     # Where the engine's driver (RPC, block manager) and Spark UI listen: loopback, so nothing
@@ -49,6 +58,7 @@ class EngineConfig(_Strict):
     # Rounds of the warm-up the engine runs once it answers (lakehouse/transform/warmup.py); 0:
     # none.
     warmup_rounds: int = Field(3, ge=0)
+    metastore: MetastoreConfig = MetastoreConfig()
 
     @field_validator("bind_address")
     @classmethod

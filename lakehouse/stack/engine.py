@@ -25,6 +25,7 @@ from pathlib import Path
 from lakehouse.core import pii
 from lakehouse.core.config import Settings
 from lakehouse.observability import run_metrics
+from lakehouse.stack import metastore
 from lakehouse.stack.jars import engine_jars
 from lakehouse.stack.processes import cmdline_has, pid_alive, reap, stop_group
 from lakehouse.transform import warmup
@@ -45,16 +46,12 @@ def spark_home() -> Path:
 
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Spark settings of the engine: Delta, one metastore and the lake at absolute paths."""
-    metastore_db = settings.metastore_dir / "metastore_db"
     return {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(settings.warehouse_dir),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": (
-            f"jdbc:derby:;databaseName={metastore_db};create=true"
-        ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",
+        **metastore.metastore_conf(settings),
         "spark.local.dir": str(settings.home / "tmp"),
         "spark.sql.shuffle.partitions": str(settings.engine.shuffle_partitions),
         # Delta rebuilds a table's snapshot from its log with 50 tasks by default: on small
@@ -197,6 +194,7 @@ def launch(settings: Settings) -> subprocess.Popen:
         folder.mkdir(parents=True, exist_ok=True)
     discard_unfinished_metastore(settings.metastore_dir)
     run_metrics.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
+    metastore.ensure(settings)  # PostgreSQL up (the catalog lives there) before the JVM starts
     env = {
         **os.environ,
         "SPARK_HOME": str(spark_home()),
@@ -227,8 +225,10 @@ def wait_ready(settings: Settings, proc: subprocess.Popen) -> int:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _pid_file(settings).unlink(missing_ok=True)
+            metastore.release(settings)
             raise EngineError(f"engine exited with code {proc.returncode} at start-up; see {log}")
         if is_up(settings):
+            metastore.adopt_derby_tables(settings)  # once, for a home made with Derby
             return proc.pid
         time.sleep(0.5)
     stop(settings)
@@ -251,6 +251,7 @@ def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
     if pid is not None:
         stop_group(pid, timeout_s, poll_s=0.5)
     pid_file.unlink(missing_ok=True)
+    metastore.release(settings)  # the PostgreSQL this engine started, if it did
     return pid is not None
 
 
