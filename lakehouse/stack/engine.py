@@ -1,9 +1,10 @@
 """The local engine: one long-running Spark Thrift Server with Delta Lake and one metastore.
 
 Why a server and not a Spark session per process: Spark start-up costs 10-25 s, and dbt, Cosmos
-(one process per task) and the tests would each pay it; an embedded Derby metastore also admits
-one process at a time, and OpenLineage's dbt integration does not support dbt-spark's ``session``
-method. One JVM serves every dbt invocation through dbt-spark's ``thrift`` method.
+(one process per task) and the tests would each pay it, and OpenLineage's dbt integration does
+not support dbt-spark's ``session`` method. One JVM serves every dbt invocation through
+dbt-spark's ``thrift`` method. Its metastore is shared (lakehouse/stack/metastore.py): other
+engines of the home may run beside it.
 
 pyspark ships the Thrift-server jars but no start script, so we launch the server class through
 ``spark-submit`` ourselves, detached in its own process group, and keep its pid in the state dir.

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from lakehouse.core.config import Settings
-from lakehouse.stack import engine
+from lakehouse.stack import engine, metastore
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     log.info(f"engine {'up' if up else 'down'} on {settings.engine.host}:{settings.engine.port}")
     log.info(
         f"lake {settings.lake_dir}; warehouse {settings.warehouse_dir}; "
-        f"metastore {settings.metastore_dir}"
+        f"metastore {metastore.jdbc_url(settings)}"
     )
     return 0 if up else 1
