@@ -79,6 +79,15 @@ def megabytes(size: str) -> int:
     return int(size[:-1]) * (1024 if size[-1] == "g" else 1)
 
 
+class MetastoreConfig(_Strict):
+    """The engine's Hive metastore: a database of the project's PostgreSQL server
+    (services.postgres_port), reached as its own role (lakehouse/stack/metastore.py). Shared,
+    unlike the embedded Derby it replaces: every engine of one home sees the same tables."""
+
+    database: str = Field("metastore", pattern=r"^[a-z_][a-z0-9_]*$")
+    user: str = Field("lakehouse_metastore", pattern=r"^[a-z_][a-z0-9_]*$")
+
+
 class EngineConfig(_Strict):
     # local: the Thrift server runs every task in its own JVM (local[*]); standalone: it submits
     # them to a Spark master and workers it starts on this machine (docs/deploy.md).
@@ -96,6 +105,7 @@ class EngineConfig(_Strict):
     # Rounds of the warm-up the engine runs once it answers (lakehouse/transform/warmup.py); 0:
     # none.
     warmup_rounds: int = Field(3, ge=0)
+    metastore: MetastoreConfig = MetastoreConfig()
 
     @field_validator("bind_address")
     @classmethod

@@ -1,9 +1,10 @@
 """The local engine: one long-running Spark Thrift Server with Delta Lake and one metastore.
 
 Why a server and not a Spark session per process: Spark start-up costs 10-25 s, and dbt, Cosmos
-(one process per task) and the tests would each pay it; an embedded Derby metastore also admits
-one process at a time, and OpenLineage's dbt integration does not support dbt-spark's ``session``
-method. One JVM serves every dbt invocation through dbt-spark's ``thrift`` method.
+(one process per task) and the tests would each pay it, and OpenLineage's dbt integration does
+not support dbt-spark's ``session`` method. One JVM serves every dbt invocation through
+dbt-spark's ``thrift`` method. Its metastore is shared (lakehouse/stack/metastore.py): other
+engines of the home may run beside it.
 
 pyspark ships the Thrift-server jars but no start script, so we launch the server class through
 ``spark-submit`` ourselves, detached in its own process group, and keep its pid in the state dir.
@@ -25,7 +26,7 @@ from pathlib import Path
 from lakehouse.core import pii
 from lakehouse.core.config import Settings
 from lakehouse.observability import run_metrics
-from lakehouse.stack import spark_cluster
+from lakehouse.stack import metastore, spark_cluster
 from lakehouse.stack.jars import engine_jars
 from lakehouse.stack.processes import cmdline_has, pid_alive, reap, stop_group
 from lakehouse.transform import warmup
@@ -46,16 +47,12 @@ def spark_home() -> Path:
 
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Spark settings of the engine: Delta, one metastore and the lake at absolute paths."""
-    metastore_db = settings.metastore_dir / "metastore_db"
     return {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(settings.warehouse_dir),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": (
-            f"jdbc:derby:;databaseName={metastore_db};create=true"
-        ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",
+        **metastore.metastore_conf(settings),
         "spark.local.dir": str(settings.home / "tmp"),
         "spark.sql.shuffle.partitions": str(settings.engine.shuffle_partitions),
         # Delta rebuilds a table's snapshot from its log with 50 tasks by default: on small
@@ -199,6 +196,7 @@ def launch(settings: Settings) -> subprocess.Popen:
         folder.mkdir(parents=True, exist_ok=True)
     discard_unfinished_metastore(settings.metastore_dir)
     run_metrics.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
+    metastore.ensure(settings)  # PostgreSQL up (the catalog lives there) before the JVM starts
     spark_cluster.start(settings)  # standalone mode: the master and workers it submits to
     env = {
         **os.environ,
@@ -230,8 +228,10 @@ def wait_ready(settings: Settings, proc: subprocess.Popen) -> int:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _pid_file(settings).unlink(missing_ok=True)
+            metastore.release(settings)
             raise EngineError(f"engine exited with code {proc.returncode} at start-up; see {log}")
         if is_up(settings):
+            metastore.adopt_derby_tables(settings)  # once, for a home made with Derby
             return proc.pid
         time.sleep(0.5)
     stop(settings)
@@ -255,6 +255,7 @@ def stop(settings: Settings, timeout_s: float = 60.0) -> bool:
         stop_group(pid, timeout_s, poll_s=0.5)
     pid_file.unlink(missing_ok=True)
     spark_cluster.stop(settings)
+    metastore.release(settings)  # the PostgreSQL this engine started, if it did
     return pid is not None
 
 

@@ -6,6 +6,7 @@ import argparse
 
 from lakehouse.core.config import Settings
 from lakehouse.observability.lineage import emit
+from lakehouse.stack import metastore
 from lakehouse.stack.jars import engine_jars
 
 
@@ -17,4 +18,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     print(f"export LAKEHOUSE_THRIFT_HOST={settings.engine.host}")
     print(f"export LAKEHOUSE_THRIFT_PORT={settings.engine.port}")
     print(f"export LAKEHOUSE_SPARK_CLASSPATH={classpath}")
+    for name, value in metastore.session_env(settings).items():  # the `session` target's catalog
+        print(f"export {name}={value}")
     return 0

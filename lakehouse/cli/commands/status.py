@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from lakehouse.core.config import Settings
-from lakehouse.stack import engine, spark_cluster
+from lakehouse.stack import engine, metastore, spark_cluster
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info(f"cluster {spark_cluster.master_url(settings)}: {_workers(settings)}")
     log.info(
         f"lake {settings.lake_dir}; warehouse {settings.warehouse_dir}; "
-        f"metastore {settings.metastore_dir}"
+        f"metastore {metastore.jdbc_url(settings)}"
     )
     return 0 if up else 1
 

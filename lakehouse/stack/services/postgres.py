@@ -104,12 +104,14 @@ def port_open(port: int, host: str = HOST) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _superuser_connection(port: int, host: str = HOST, timeout_s: int = 2) -> Any:
+def _superuser_connection(
+    port: int, host: str = HOST, timeout_s: int = 2, dbname: str = "postgres"
+) -> Any:
     return psycopg2.connect(
         host=host,
         port=port,
         user=SUPERUSER,
-        dbname="postgres",
+        dbname=dbname,
         connect_timeout=timeout_s,
         # Local server built without OpenSSL/GSSAPI: do not let libpq try them first.
         sslmode="disable",
@@ -394,8 +396,36 @@ def _ensure_role_and_database(port: int, password: str) -> None:
         ensure_database(port, name)
 
 
-def ensure_database(port: int, name: str) -> None:
-    """Create database ``name`` owned by the project's role unless it exists (idempotent)."""
+def superuser_connection(port: int, dbname: str) -> Any:
+    """A connection to ``dbname`` as the superuser (trusted on 127.0.0.1 only)."""
+    return _superuser_connection(port, dbname=dbname)
+
+
+def ensure_role(port: int, role: str, password: str) -> None:
+    """Create login role ``role``, or reset its password to ``password`` (idempotent)."""
+    conn = _superuser_connection(port)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            cur.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD %s").format(sql.SQL(verb), sql.Identifier(role)),
+                (password,),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def server_pid(home: Path, port: int = DEFAULT_PORT) -> int | None:
+    """The pid of the server of ``home`` running on ``port``, else None."""
+    running_here = _postmaster(data_dir(home))
+    return running_here[0] if running_here and running_here[1] == port else None
+
+
+def ensure_database(port: int, name: str, owner: str = ROLE) -> None:
+    """Create database ``name`` owned by ``owner`` (the project's role unless told) unless it
+    exists (idempotent)."""
     conn = _superuser_connection(port)
     conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     try:
@@ -403,7 +433,7 @@ def ensure_database(port: int, name: str) -> None:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cur.fetchone() is None:
                 cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(ROLE)
+                    sql.Identifier(name), sql.Identifier(owner)
                 ))  # fmt: skip
     finally:
         conn.close()
