@@ -15,7 +15,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     up = engine.is_up(settings)
     log.info(f"engine {'up' if up else 'down'} on {settings.engine.host}:{settings.engine.port}")
     log.info(
-        f"lake {settings.lake_dir}; warehouse {settings.warehouse_dir}; "
-        f"metastore {settings.metastore_dir}"
+        f"lake {settings.lake}; warehouse {settings.warehouse}; metastore {settings.metastore_dir}"
     )
     return 0 if up else 1
