@@ -52,6 +52,9 @@ from lakehouse.stack.processes import (
 HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 MODULE = "lakehouse.stack.services.s3"
+# A key ending in "/" (the empty "directory marker" objects Hadoop's s3a writes) is saved as this
+# file inside the folder of that name: a file cannot have the same name as a folder.
+DIRECTORY_MARKER = ".s3-directory-marker"
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +175,10 @@ def _restore(home: Path, port: int) -> int:
     for bucket in sorted(p for p in root.iterdir() if p.is_dir()):
         client.create_bucket(Bucket=bucket.name)
         for path in sorted(p for p in bucket.rglob("*") if p.is_file()):
-            client.put_object(
-                Bucket=bucket.name, Key=path.relative_to(bucket).as_posix(), Body=path.read_bytes()
-            )
+            key = path.relative_to(bucket).as_posix()
+            if path.name == DIRECTORY_MARKER:
+                key = key.removesuffix(DIRECTORY_MARKER)
+            client.put_object(Bucket=bucket.name, Key=key, Body=path.read_bytes())
             count += 1
     return count
 
@@ -190,7 +194,10 @@ def _save(home: Path, port: int) -> int:
         (fresh / bucket["Name"]).mkdir()
         for page in paginator.paginate(Bucket=bucket["Name"]):
             for obj in page.get("Contents", []):
-                target = fresh / bucket["Name"] / obj["Key"]
+                key = obj["Key"]
+                target = (
+                    fresh / bucket["Name"] / (key + DIRECTORY_MARKER if key.endswith("/") else key)
+                )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 body = client.get_object(Bucket=bucket["Name"], Key=obj["Key"])["Body"]
                 target.write_bytes(body.read())
