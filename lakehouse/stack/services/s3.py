@@ -212,11 +212,22 @@ def _save(home: Path, port: int) -> int:
 
 
 def serve(port: int, home: Path) -> None:
-    """Run moto's S3 in this process: restore the saved objects, serve until SIGTERM, save."""
-    from moto.server import ThreadedMotoServer
+    """Run moto's S3 in this process: restore the saved objects, serve until SIGTERM, save.
 
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
+    The socket is bound here, in the main thread (not by moto's ThreadedMotoServer, whose
+    thread dies on a port in use and leaves its caller waiting): a port taken makes this
+    process exit at once, and ``start`` says so.
+    """
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, name="s3", daemon=True).start()
     log.info("restored %d objects", _restore(home, port))
     _ready_marker(home, port).write_text("ready")
     done = threading.Event()
@@ -225,7 +236,7 @@ def serve(port: int, home: Path) -> None:
     while not done.wait(1.0):
         pass
     log.info("saved %d objects", _save(home, port))
-    server.stop()
+    server.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:
