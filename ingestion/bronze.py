@@ -17,11 +17,11 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from ingestion.contracts import QUARANTINE_COLUMNS, QUARANTINE_TABLE, GuardStats
 from lakehouse.core.config import Settings
+from lakehouse.core.storage import Location, delta_table, write_delta
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,29 @@ def pipeline(settings: Settings, source_name: str) -> dlt.Pipeline:
     """A dlt pipeline writing the ``source_name`` dataset, its state kept under the lake home."""
     return dlt.pipeline(
         pipeline_name=pipeline_name(source_name),
-        destination=dlt.destinations.filesystem(bucket_url=settings.bronze_dir.as_uri()),
+        destination=destination(settings.bronze),
         dataset_name=source_name,
         pipelines_dir=str(settings.state_dir / "dlt"),
         progress="log" if os.environ.get("LAKEHOUSE_DLT_PROGRESS") else None,
     )
+
+
+def destination(bronze: Location) -> Any:
+    """dlt's filesystem destination at ``bronze``: a local folder, or S3 through s3fs (files)
+    and delta-rs (tables), both given the same credentials and endpoint."""
+    if bronze.is_local:
+        return dlt.destinations.filesystem(bucket_url=bronze.url)
+    from dlt.common.configuration.specs import AwsCredentials
+
+    aws = bronze.aws()
+    credentials = AwsCredentials(
+        aws_access_key_id=aws.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=aws.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=aws.get("AWS_SESSION_TOKEN"),
+        region_name=aws.get("AWS_REGION") or "us-east-1",
+        endpoint_url=aws.get("AWS_ENDPOINT_URL"),
+    )
+    return dlt.destinations.filesystem(bucket_url=bronze.url, credentials=credentials)
 
 
 @dataclass
@@ -115,9 +133,9 @@ class LoadSummary:
         )
 
 
-def _version(path: Path) -> int | None:
+def _version(path: Location | Path) -> int | None:
     try:
-        return DeltaTable(str(path)).version()
+        return delta_table(path).version()
     except TableNotFoundError:
         return None
 
@@ -132,11 +150,11 @@ def commit_rows(commit: dict[str, Any]) -> int:
     return int(metrics.get("num_added_rows", 0))
 
 
-def _delta_metrics(path: Path, since: int | None) -> TableLoad:
+def _delta_metrics(path: Location | Path, since: int | None) -> TableLoad:
     """Sum Delta's operation metrics over the versions committed after ``since``."""
     load = TableLoad()
     try:
-        history = DeltaTable(str(path)).history()
+        history = delta_table(path).history()
     except TableNotFoundError:
         return load
     for commit in history:
@@ -154,7 +172,7 @@ def _delta_metrics(path: Path, since: int | None) -> TableLoad:
     return load
 
 
-def ensure_quarantine_table(path: Path) -> None:
+def ensure_quarantine_table(path: Location | Path) -> None:
     """Create the dataset's quarantine table, empty, if nothing was ever quarantined.
 
     Every dataset then has one, so "what was quarantined?" always has a table to answer it and
@@ -168,7 +186,7 @@ def ensure_quarantine_table(path: Path) -> None:
         pa.field(name, ARROW_TYPES[column["data_type"]], nullable=column.get("nullable", True))
         for name, column in {**QUARANTINE_COLUMNS, **dlt_columns}.items()
     ]
-    write_deltalake(str(path), pa.schema(columns).empty_table(), mode="error")
+    write_delta(path, pa.schema(columns).empty_table(), mode="error")
 
 
 def run(
@@ -181,12 +199,8 @@ def run(
     """Extract, normalise and load one source into bronze; raise if any load job failed."""
     started = time.perf_counter()
     pipe = pipeline(settings, source_name)
-    dataset_dir = settings.bronze_dir / source_name
-    before = (
-        {p.name: _version(p) for p in dataset_dir.iterdir() if p.is_dir()}
-        if dataset_dir.exists()
-        else {}
-    )
+    dataset_dir = settings.bronze / source_name
+    before = {p.name: _version(p) for p in dataset_dir.dirs()}
     info = pipe.run(source, table_format="delta", **run_kwargs)
     if stats is not None and (unbalanced := stats.unbalanced()):
         # a record the guard lost track of: a bug, said loudly, after the load committed

@@ -2,6 +2,8 @@
   Where the lake lives. The engine is the source of truth: the Thrift server (and the `session`
   target) sets `spark.lakehouse.lake.dir`, so models never hard-code a path and a project copy in a
   temporary folder (as Cosmos makes) still finds the data. `--vars '{lake_dir: ...}'` overrides.
+  The value is a location Spark reads: an absolute path, or `s3a://bucket/prefix/lake` for a lake
+  on S3 (lakehouse/core/storage.py converts the platform's `s3://` URIs for Spark).
 -#}
 {% macro lake_dir() %}
   {%- set override = var('lake_dir', none) -%}

@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
+
+from lakehouse.core.storage import Location, as_location, delta_table
 
 # Commits that move no data in: not a load.
 MAINTENANCE = {"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "ADD CONSTRAINT"}
@@ -78,12 +79,12 @@ def tables(manifest: dict[str, Any]) -> list[SourceTable]:
     return sorted(found, key=lambda t: t.name)
 
 
-def read_table(location: Path) -> dict[str, Any] | None:
+def read_table(location: Location | Path) -> dict[str, Any] | None:
     """``{"version", "loaded_at"}`` of the Delta table at ``location``; None if there is none
     or its log cannot be read (a corrupt commit, a file gone): the plan then builds everything,
     and the build that reads the table reports it with dbt's context."""
     try:
-        table = DeltaTable(str(location), without_files=True)
+        table = delta_table(location, without_files=True)
         history = table.history(HISTORY)
     except (DeltaError, OSError):  # TableNotFoundError is a DeltaError
         return None
@@ -93,15 +94,15 @@ def read_table(location: Path) -> dict[str, Any] | None:
     return {"version": table.version(), "loaded_at": loaded_at}
 
 
-def read(lake_dir: Path) -> dict[str, Any]:
+def read(lake_dir: Location | Path) -> dict[str, Any]:
     """Every bronze Delta table's version and last load, keyed by its path in the lake, and
     when it was read. Read by location, not through a manifest: a build reads it before dbt
     parses the project (so a load during the build counts for the next one)."""
     found = {}
-    bronze = lake_dir / "bronze"
-    for log in sorted(bronze.glob("*/*/_delta_log")) if bronze.is_dir() else []:
-        if (state := read_table(log.parent)) is not None:
-            found[log.parent.relative_to(lake_dir).as_posix()] = state
+    lake = as_location(lake_dir)
+    for table in (lake / "bronze").delta_tables(2):
+        if (state := read_table(table)) is not None:
+            found[table.relative_to(lake)] = state
     read_at = datetime.now(UTC).isoformat(timespec="seconds")
     return {"read_at": read_at, "tables": found}
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from lakehouse.core import storage
 from lakehouse.core.settings_sources import (
     CONFIG_ENV,
     ENV_PREFIX,
@@ -187,6 +188,33 @@ class ServicesConfig(_Strict):
     snowflake_port: int = Field(8085, ge=1, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535)
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    # The local S3-compatible server (lakehouse/stack/services/s3.py), for a lake on s3://.
+    s3_port: int = Field(9000, ge=1, le=65535)
+
+
+class StorageConfig(_Strict):
+    """Where the lake lives (docs/storage.md). ``root`` unset: ``<home>``, as always, so the
+    lake is ``<home>/lake`` and the warehouse ``<home>/warehouse``. Else a local path or
+    ``s3://bucket/prefix``, under which ``lake/`` and ``warehouse/`` are kept.
+
+    ``local_server``: an ``s3://`` root is served by the local S3-compatible server (started by
+    ``make up``, its bucket created if missing). False: a real S3, whose endpoint and
+    credentials come from the environment only (AWS_* variables), never from this file.
+    """
+
+    root: str | None = None
+    local_server: bool = True
+
+    @field_validator("root")
+    @classmethod
+    def _a_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "://" in value and not storage.is_s3(value):
+            raise ValueError("a local path or s3://bucket/prefix")
+        if storage.is_s3(value) and not storage.bucket_of(value):
+            raise ValueError("s3:// needs a bucket: s3://bucket/prefix")
+        return value
 
 
 # The warehouses gold can be published to (lakehouse/publish/warehouses.py serves each).
@@ -319,6 +347,7 @@ class Settings(BaseSettings):
     publish: PublishConfig
     orchestration: OrchestrationConfig = OrchestrationConfig()
     ops: OpsConfig = OpsConfig()
+    storage: StorageConfig = StorageConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -334,18 +363,46 @@ class Settings(BaseSettings):
         return (init_settings, *environment_then_file(settings_cls, config_path()))
 
     @property
+    def storage_root(self) -> storage.Location:
+        """Under which the lake and the warehouse live: ``storage.root``, else the home."""
+        root = self.storage.root or self.home
+        if not storage.is_s3(root):
+            root = (self.home / Path(root).expanduser()).resolve()  # relative: to the home
+        return storage.Location.of(root, self.storage_env())
+
+    def storage_env(self) -> dict[str, str]:
+        """The AWS_* variables every process of the platform gets (none for a local lake)."""
+        return storage.environment(
+            self.storage.root, self.storage.local_server, self.home, self.services.s3_port
+        )
+
+    @property
+    def lake(self) -> storage.Location:
+        """Ingestion writes bronze Delta tables under ``<lake>/bronze/<source>/<table>``; the
+        ops tables live under ``<lake>/ops``."""
+        return self.storage_root / "lake"
+
+    @property
+    def bronze(self) -> storage.Location:
+        return self.lake / "bronze"
+
+    @property
+    def warehouse(self) -> storage.Location:
+        """Spark's managed tables: what dbt builds (silver, gold, dq)."""
+        return self.storage_root / "warehouse"
+
+    @property
     def lake_dir(self) -> Path:
-        """Ingestion writes bronze Delta tables under ``<lake>/bronze/<source>/<table>``."""
-        return self.home / "lake"
+        """``lake`` as a local folder (an error when the lake is on S3)."""
+        return self.lake.path
 
     @property
     def bronze_dir(self) -> Path:
-        return self.lake_dir / "bronze"
+        return self.bronze.path
 
     @property
     def warehouse_dir(self) -> Path:
-        """Spark's managed tables: what dbt builds (silver, gold)."""
-        return self.home / "warehouse"
+        return self.warehouse.path
 
     @property
     def metastore_dir(self) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lakehouse.core.config import Settings
+from lakehouse.core.storage import Location, bucket_of
 
 # SQLAlchemy drivers -> OpenLineage namespace schemes
 _SCHEMES = {"postgresql": "postgres", "redshift": "redshift", "snowflake": "snowflake",
@@ -47,12 +48,21 @@ def bronze_table(settings: Settings, source: str, table: str) -> DatasetId:
 
 
 def bronze_location(settings: Settings, source: str, table: str) -> DatasetId:
-    """A bronze table by where dlt writes it, as Airflow's Asset (``file://<path>``) names it."""
-    return path_dataset(settings.bronze_dir / source / table)
+    """A bronze table by where dlt writes it, as Airflow's Asset (``file://<path>``, or
+    ``s3://bucket/key``) names it."""
+    return location_dataset(settings.bronze / source / table)
 
 
 def path_dataset(path: Path) -> DatasetId:
     return DatasetId("file", str(path.resolve()))
+
+
+def location_dataset(location: Location) -> DatasetId:
+    """A folder of the lake as OpenLineage names it: ``file`` + path, or ``s3://bucket`` + key."""
+    if location.is_local:
+        return path_dataset(location.path)
+    bucket = bucket_of(location.uri)
+    return DatasetId(f"s3://{bucket}", location.uri.removeprefix(f"s3://{bucket}/"))
 
 
 def lake_table(settings: Settings, qualified_name: str) -> DatasetId:

@@ -45,6 +45,7 @@ NAMED_VARIABLES: dict[str, tuple[str, ...]] = {
     "LAKEHOUSE_KAFKA_PORT": ("services", "kafka_port"),
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": ("services", "kafka_controller_port"),
     "LAKEHOUSE_AIRFLOW_PORT": ("orchestration", "api_port"),
+    "LAKEHOUSE_S3_PORT": ("services", "s3_port"),
     "LAKEHOUSE_SCALE": ("sample_data", "scale"),
     "LAKEHOUSE_DIRTY_SHARE": ("sample_data", "dirty_share"),
 }

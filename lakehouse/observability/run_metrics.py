@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.core.config import Settings
+from lakehouse.core.storage import Location, as_location, delta_table, write_delta
 
 RUN_ID_ENV = "LAKEHOUSE_RUN_ID"
 TABLE = "ops.run_metrics"
@@ -72,8 +72,8 @@ class JobMetrics:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def table_path(settings: Settings) -> Path:
-    return settings.lake_dir / "ops" / "run_metrics"
+def table_path(settings: Settings) -> Location:
+    return settings.lake / "ops" / "run_metrics"
 
 
 def run_id() -> str:
@@ -85,13 +85,13 @@ def run_id() -> str:
     return os.environ[RUN_ID_ENV]
 
 
-def ensure_table(settings: Settings) -> Path:
+def ensure_table(settings: Settings) -> Location:
     """Create the (empty) table once, so the engine can register it before any job ran."""
     path = table_path(settings)
     if not (path / "_delta_log").is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
         try:
-            write_deltalake(str(path), SCHEMA.empty_table(), mode="error")
+            write_delta(path, SCHEMA.empty_table(), mode="error")
         except Exception:  # another process created it first
             if not (path / "_delta_log").is_dir():
                 raise
@@ -119,7 +119,7 @@ def record(settings: Settings, jobs: Iterable[JobMetrics]) -> int:
     if not rows:
         return 0
     path = ensure_table(settings)
-    write_deltalake(str(path), pa.Table.from_pylist(rows, schema=SCHEMA), mode="append")
+    write_delta(path, pa.Table.from_pylist(rows, schema=SCHEMA), mode="append")
     return len(rows)
 
 
@@ -141,7 +141,7 @@ def recording(settings: Settings, step: str, job: str) -> Iterator[JobMetrics]:
 def read(settings: Settings, run: str | None = None) -> list[dict[str, Any]]:
     """Every recorded row (of one run), oldest first."""
     try:
-        table = DeltaTable(str(table_path(settings))).to_pyarrow_table()
+        table = delta_table(table_path(settings)).to_pyarrow_table()
     except TableNotFoundError:
         return []
     rows = sorted(table.to_pylist(), key=lambda r: (r["started_at"], r["job"]))
@@ -151,30 +151,30 @@ def read(settings: Settings, run: str | None = None) -> list[dict[str, Any]]:
 # --- Delta facts -------------------------------------------------------------------------------
 
 
-def stored_bytes(path: Path) -> int | None:
+def stored_bytes(path: Location | Path) -> int | None:
     """Bytes of the current version's data files of the Delta table at ``path``."""
     try:
-        actions = DeltaTable(str(path)).get_add_actions(flatten=True)
+        actions = delta_table(path).get_add_actions(flatten=True)
     except TableNotFoundError:
         return None
     return sum(pa.table(actions).column("size_bytes").to_pylist())
 
 
-def added_bytes(path: Path, versions: Iterable[int]) -> int:
+def added_bytes(path: Location | Path, versions: Iterable[int]) -> int:
     """Bytes of the data files the commits ``versions`` added: what a load wrote to disk."""
     total = 0
     for version in versions:
-        log = path / "_delta_log" / f"{version:020d}.json"
+        log = as_location(path) / "_delta_log" / f"{version:020d}.json"
         for line in log.read_text().splitlines():
             action = json.loads(line)
             total += int(action.get("add", {}).get("size", 0))
     return total
 
 
-def _commits_between(path: Path, start: datetime, end: datetime) -> list[dict[str, Any]]:
+def _commits_between(path: Location | Path, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Delta commits of the table at ``path`` made in [start, end] (with a second of slack)."""
     try:
-        history = DeltaTable(str(path)).history(20)
+        history = delta_table(path).history(20)
     except TableNotFoundError:
         return []
     lo, hi = start - timedelta(seconds=1), end + timedelta(seconds=1)
@@ -232,7 +232,7 @@ def dbt_jobs(
             start, end = _parse_time(execute["started_at"]), _parse_time(execute["completed_at"])
         else:  # skipped: dbt records no timing
             start = end = _parse_time(run_results["metadata"]["generated_at"])
-        path = settings.warehouse_dir / f"{node['schema']}.db" / node["alias"]
+        path = settings.warehouse / f"{node['schema']}.db" / node["alias"]
         counts = commit_counts(_commits_between(path, start, end)) if execute else {}
         status = result["status"]
         jobs.append(JobMetrics(

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from ingestion.bronze import commit_rows
 from ingestion.contracts import QUARANTINE_TABLE
 from lakehouse.core.config import Settings, WatchdogConfig
+from lakehouse.core.storage import Location, delta_table
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,10 @@ class Finding:
     message: str
 
 
-def commits(path: Path) -> list[tuple[datetime, int]]:
+def commits(path: Location | Path) -> list[tuple[datetime, int]]:
     """(commit time, rows written) of every commit of the Delta table at ``path``."""
     try:
-        history = DeltaTable(str(path)).history()
+        history = delta_table(path).history()
     except TableNotFoundError:
         return []
     return [
@@ -44,14 +44,12 @@ def commits(path: Path) -> list[tuple[datetime, int]]:
     ]
 
 
-def bronze_tables(settings: Settings) -> dict[str, list[Path]]:
+def bronze_tables(settings: Settings) -> dict[str, list[Location]]:
     """Source -> its bronze data tables (quarantine and dlt's bookkeeping tables left out)."""
-    tables: dict[str, list[Path]] = {}
-    for source_dir in sorted(p for p in settings.bronze_dir.glob("*") if p.is_dir()):
+    tables: dict[str, list[Location]] = {}
+    for source_dir in settings.bronze.dirs():
         tables[source_dir.name] = [
-            p
-            for p in sorted(source_dir.iterdir())
-            if (p / "_delta_log").is_dir() and p.name != QUARANTINE_TABLE
+            p for p in source_dir.delta_tables(1) if p.name != QUARANTINE_TABLE
         ]
     return tables
 
@@ -108,7 +106,7 @@ def quarantine_growth(
     findings = []
     for source, tables in bronze_tables(settings).items():
         loaded = sum(rows for t in tables for at, rows in commits(t) if at >= since)
-        quarantine = settings.bronze_dir / source / QUARANTINE_TABLE
+        quarantine = settings.bronze / source / QUARANTINE_TABLE
         quarantined = sum(rows for at, rows in commits(quarantine) if at >= since)
         read = loaded + quarantined
         share = quarantined / read if read else 0.0

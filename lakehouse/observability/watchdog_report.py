@@ -19,12 +19,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from ingestion.contracts import QUARANTINE_TABLE
 from lakehouse.core.config import Settings
 from lakehouse.core.dbt_paths import target_dir
+from lakehouse.core.storage import delta_table
 from lakehouse.observability import run_metrics, watchdog
 
 STEP_COLOURS = {"ingest": "#4c78a8", "dbt": "#f58518", "publish": "#54a24b"}
@@ -100,7 +100,7 @@ def daily_quarantine(settings: Settings) -> dict[str, dict[date, int]]:
     out: dict[str, dict[date, int]] = {}
     for source in watchdog.bronze_tables(settings):
         days: dict[date, int] = defaultdict(int)
-        for at, rows in watchdog.commits(settings.bronze_dir / source / QUARANTINE_TABLE):
+        for at, rows in watchdog.commits(settings.bronze / source / QUARANTINE_TABLE):
             days[at.date()] += rows
         out[source] = dict(days)
     return out
@@ -108,9 +108,9 @@ def daily_quarantine(settings: Settings) -> dict[str, dict[date, int]]:
 
 def test_results(settings: Settings) -> list[dict[str, Any]]:
     """dq.test_results: every test that warned or failed, per dbt invocation."""
-    location = settings.warehouse_dir / "dq.db" / "test_results"
+    location = settings.warehouse / "dq.db" / "test_results"
     try:
-        return DeltaTable(str(location)).to_pyarrow_table().to_pylist()
+        return delta_table(location).to_pyarrow_table().to_pylist()
     except TableNotFoundError:
         return []
 

@@ -220,9 +220,8 @@ def _write(settings: Settings, record: dict) -> None:
 def holds_data(settings: Settings) -> bool:
     """True once anything was seeded or loaded into the home (an engine or `make up` alone
     creates only empty folders and unseeded servers)."""
-    bronze = settings.bronze_dir
     return (
-        (bronze.is_dir() and any(bronze.iterdir()))
+        bool(settings.bronze.dirs())
         or (settings.source_systems_dir / "generation.json").exists()
         or (settings.state_dir / "dlt").exists()
     )

@@ -107,12 +107,12 @@ def _fill_metrics(
     metrics: run_metrics.JobMetrics, settings: Settings, summary: bronze.LoadSummary
 ) -> None:
     """The load's counts in ops.run_metrics, from dlt's and the guard's counts and Delta's log."""
-    dataset_dir = settings.bronze_dir / summary.source
+    dataset_dir = settings.bronze / summary.source
     metrics.rows_read, metrics.rows_written = summary.read, summary.rows
     metrics.rows_quarantined = summary.quarantined
     metrics.bytes_written = sum(run_metrics.added_bytes(dataset_dir / name, t.versions)
                                 for name, t in summary.tables.items())  # fmt: skip
     # every Delta table of the dataset (data and quarantine): what the source keeps in bronze
-    metrics.bytes_stored = sum(run_metrics.stored_bytes(p.parent) or 0
-                               for p in dataset_dir.glob("*/_delta_log"))  # fmt: skip
+    metrics.bytes_stored = sum(run_metrics.stored_bytes(p) or 0
+                               for p in dataset_dir.delta_tables(1))  # fmt: skip
     metrics.details = {"load_ids": summary.load_ids, "rows_by_table": summary.rows_by_table}

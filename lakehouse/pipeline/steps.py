@@ -29,7 +29,7 @@ from lakehouse.observability import run_metrics, watchdog_report
 from lakehouse.pipeline import docs_site, home_record, loads
 from lakehouse.pipeline.loads import Replay
 from lakehouse.publish import publisher as publishing
-from lakehouse.stack import engine, processes, source_systems
+from lakehouse.stack import engine, object_store, processes, source_systems
 from lakehouse.stack.services import kafka, postgres, snowflake
 from lakehouse.transform import build_selection, catalog
 from lakehouse.transform.dbt_cli import dbt as dbt
@@ -106,6 +106,7 @@ def run(settings: Settings) -> dict[str, float]:
     log.info(f"run {run_metrics.run_id()} (ops.run_metrics)")
     parts = platform_parts(settings)
     with contextlib.ExitStack() as held, processes.Vigil() as vigil:
+        held.enter_context(object_store.running(settings))  # a lake on the local S3 server
         # The engine's JVM boots while ingestion runs: ingestion writes Delta without Spark.
         engine_ready = held.enter_context(engine.starting(settings))
         vigil.watch(parts["engine"])

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from lakehouse.core.config import Settings
+from lakehouse.core.storage import Location, delta_table, is_s3
 from lakehouse.transform import catalog
 
 GOLD_SCHEMA = "gold"
@@ -57,10 +57,18 @@ def _local_path(location: str) -> str:
     return unquote(parsed.path) if parsed.scheme in ("", "file") else location
 
 
+def _lake_location(settings: Settings, location: str) -> Location:
+    """A Spark table location as delta-rs reads it: ``s3a://`` as ``s3://`` with the lake's
+    credentials, a local one as a path."""
+    if is_s3(location):
+        return Location.of(location, settings.storage_env())
+    return Location.of(_local_path(location))
+
+
 def read_snapshot(settings: Settings, table: str) -> Snapshot:
     """The current snapshot of ``gold.<table>``; the engine says where it lives."""
     location = catalog.table_detail(settings, f"{GOLD_SCHEMA}.{table}")["location"]
-    delta = DeltaTable(_local_path(location))
+    delta = delta_table(_lake_location(settings, location))
     commit = delta.history(1)[0]
     return Snapshot(
         table=table,

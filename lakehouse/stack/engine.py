@@ -28,6 +28,7 @@ from lakehouse.core.config import Settings
 from lakehouse.observability import run_metrics
 from lakehouse.stack import metastore, spark_cluster
 from lakehouse.stack.jars import engine_jars
+from lakehouse.stack.object_store import storage_conf
 from lakehouse.stack.processes import cmdline_has, pid_alive, reap, stop_group
 from lakehouse.transform import warmup
 from lakehouse.transform.sql import query
@@ -51,7 +52,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
-        "spark.sql.warehouse.dir": str(settings.warehouse_dir),
+        "spark.sql.warehouse.dir": settings.warehouse.spark,
         **metastore.metastore_conf(settings),
         "spark.local.dir": str(settings.home / "tmp"),
         "spark.sql.shuffle.partitions": str(settings.engine.shuffle_partitions),
@@ -78,7 +79,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         **spark_cluster.executor_conf(settings),
         **_extra_conf(),
         # Read back by dbt (macro `lake_dir`) so models never hard-code where bronze lives.
-        "spark.lakehouse.lake.dir": str(settings.lake_dir),
+        "spark.lakehouse.lake.dir": settings.lake.spark,
+        **storage_conf(settings),
         **_bind_conf(settings.engine.bind_address),
     }
 
@@ -191,8 +193,9 @@ def launch(settings: Settings) -> subprocess.Popen:
         raise EngineError(
             f"an engine already answers on {settings.engine.host}:{settings.engine.port}"
         )
+    lake = [loc.path for loc in (settings.warehouse, settings.lake) if loc.is_local]
     for folder in (settings.state_dir, settings.log_dir, settings.metastore_dir,
-                   settings.warehouse_dir, settings.lake_dir, settings.home / "tmp"):  # fmt: skip
+                   *lake, settings.home / "tmp"):  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
     discard_unfinished_metastore(settings.metastore_dir)
     run_metrics.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
@@ -206,6 +209,7 @@ def launch(settings: Settings) -> subprocess.Popen:
         **bind_env(settings.engine.bind_address),
         # Read while queries run by the dbt macro `pii` (System.getenv), never written into SQL.
         pii.SALT_ENV: pii.salt(settings),
+        **settings.storage_env(),
     }
     with log_file(settings).open("ab") as out:
         proc = subprocess.Popen(

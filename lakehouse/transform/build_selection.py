@@ -230,7 +230,7 @@ def build(settings: Settings, everything: bool = False) -> subprocess.CompletedP
     the state the next build compares with. Returns the ``dbt build`` process (its return
     code says whether it succeeded)."""
     # before dbt: a load during the build counts next
-    lake = bronze_versions.read(settings.lake_dir)
+    lake = bronze_versions.read(settings.lake)
     target = dbt_cli.target_dir()
     judged = freshness(lake, state_dir(settings) / "manifest.json")
     if judged:
@@ -270,7 +270,7 @@ def plan_selected(
     project) can select by name. The bronze versions it was planned on are written to
     ``lake_state``, for ``remember`` once that build succeeded. ``everything`` means no
     selection."""
-    lake = bronze_versions.read(settings.lake_dir)
+    lake = bronze_versions.read(settings.lake)
     bronze_versions.save(lake, lake_state)
     version, today = dbt_cli.dbt_version(), datetime.now(UTC).date().isoformat()
     chosen = plan(settings, lake, version, today, vars_fingerprint(run_vars))

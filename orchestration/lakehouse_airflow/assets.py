@@ -16,7 +16,7 @@ QUARANTINE = "quarantine"
 def bronze(cfg: DagSettings, source: str, table: str) -> Asset:
     return Asset(
         name=f"bronze_{source}.{table}",
-        uri=(cfg.bronze_dir / source / table).as_uri(),
+        uri=f"{cfg.bronze_uri}/{source}/{table}",
         group="bronze",
         extra={"layer": "bronze", "source_system": source},
     )

@@ -23,7 +23,7 @@ class DagSettings:
     dbt_project_dir: Path
     profiles_yml: Path
     manifest: Path  # precompiled: Cosmos renders the graph without running dbt
-    bronze_dir: Path
+    bronze_uri: str  # file:///<path> or s3://bucket/<prefix>: where dlt writes bronze
     bronze_tables: dict[str, list[str]]  # source system -> its bronze tables
     gold_tables: list[str]
     warehouses: list[str]
@@ -43,10 +43,10 @@ def load() -> DagSettings:
             "writes the settings file and points the variable at it"
         )
     raw = json.loads(Path(path).read_text())
-    paths = ("home", "lakehouse", "dbt", "dbt_project_dir", "profiles_yml", "manifest",
-             "bronze_dir")  # fmt: skip
+    paths = ("home", "lakehouse", "dbt", "dbt_project_dir", "profiles_yml", "manifest")
     return DagSettings(
         **{key: Path(raw[key]) for key in paths},
+        bronze_uri=raw["bronze_uri"],
         bronze_tables=raw["bronze_tables"],
         gold_tables=raw["gold_tables"],
         warehouses=raw["warehouses"],

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from lakehouse.core.config import Settings
-from lakehouse.stack import engine, source_systems
+from lakehouse.stack import engine, object_store, source_systems
 from lakehouse.stack.services import airflow
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info(line)
     stopped = engine.stop(settings)
     log.info("engine stopped" if stopped else "engine was not running")
-    for line in source_systems.stop_local(settings):
+    for line in source_systems.stop_local(settings) + object_store.stop_local(settings):
         log.info(line)
     return 0

@@ -17,7 +17,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if spark_cluster.standalone(settings):
         log.info(f"cluster {spark_cluster.master_url(settings)}: {_workers(settings)}")
     log.info(
-        f"lake {settings.lake_dir}; warehouse {settings.warehouse_dir}; "
+        f"lake {settings.lake}; warehouse {settings.warehouse}; "
         f"metastore {metastore.jdbc_url(settings)}"
     )
     return 0 if up else 1

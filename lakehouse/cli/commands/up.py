@@ -6,13 +6,13 @@ import argparse
 import logging
 
 from lakehouse.core.config import Settings
-from lakehouse.stack import engine, source_systems
+from lakehouse.stack import engine, object_store, source_systems
 
 log = logging.getLogger(__name__)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    for line in source_systems.start_local(settings):
+    for line in object_store.start_local(settings) + source_systems.start_local(settings):
         log.info(line)
     if engine.is_up(settings):
         log.info(f"engine already answers on port {settings.engine.port}")

@@ -88,7 +88,7 @@ def build(
             rows.append({
                 "name": naming.bronze_table(settings, source, table).name,
                 "layer": "bronze",
-                "location": str(settings.bronze_dir / source / table),
+                "location": str(settings.bronze / source / table),
                 "owner": meta.get("owner", ""),
                 "kind": f"dlt pipeline {pipeline_name(source)} (Delta)",
                 "strategy": _strategy(spec),
@@ -112,7 +112,7 @@ def build(
         rows.append({
             "name": f"{node['schema']}.{node['alias']}",
             "layer": node["fqn"][1] if len(node["fqn"]) > 2 else node["schema"],
-            "location": str(settings.warehouse_dir / f"{node['schema']}.db" / node["alias"]),
+            "location": str(settings.warehouse / f"{node['schema']}.db" / node["alias"]),
             "owner": owner,
             "kind": f"dbt model ({config.get('materialized', '')}, "
                     f"{config.get('file_format') or 'default format'})",

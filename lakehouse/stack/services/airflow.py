@@ -197,7 +197,7 @@ def write_dag_settings(settings: Settings, manifest: Path) -> Path:
         "dbt_project_dir": str(DBT_PROJECT_DIR),
         "profiles_yml": str(DBT_PROFILES_DIR / "profiles.yml"),
         "manifest": str(manifest),
-        "bronze_dir": str(settings.bronze_dir),
+        "bronze_uri": settings.bronze.url,  # file:///... or s3://bucket/...
         "bronze_tables": bronze_tables(manifest),
         "gold_tables": sorted(settings.publish.tables),
         "warehouses": list(settings.publish.warehouses),
