@@ -99,20 +99,6 @@ def _get(url: str, timeout_s: float = 15) -> dict:
         return json.load(response)
 
 
-def _executors_by_worker(settings: Settings) -> dict[str, set[str]]:
-    """Per live worker (the master's report), the engine's executors it runs (its own report)."""
-    master = spark_cluster.state(settings)
-    apps = {a["id"] for a in master.get("activeapps", []) if a["name"] == APP_NAME}
-    seen: dict[str, set[str]] = {}
-    for worker in master["workers"]:
-        if worker["state"] != "ALIVE":
-            continue
-        report = _get(worker["webuiaddress"] + "/json/")
-        seen[worker["id"]] = {f"{e['appid']}/{e['id']}" for e in report["executors"]
-                              if e["appid"] in apps}  # fmt: skip
-    return seen
-
-
 class _Watch(threading.Thread):
     """Polls the master while a build runs, collecting which worker ran which executor."""
 
@@ -125,7 +111,8 @@ class _Watch(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(1.0):
             try:
-                for worker, executors in _executors_by_worker(self.settings).items():
+                running = spark_cluster.executors_by_worker(self.settings, APP_NAME)
+                for worker, executors in running.items():
                     self.seen.setdefault(worker, set()).update(executors)
             except OSError:
                 continue  # a worker just killed: its UI is gone

@@ -25,11 +25,11 @@ from lakehouse.stack import source_systems
 log = logging.getLogger(__name__)
 
 RETAINED_EXECUTIONS = 20_000
-PHASES = ("builds", "nothing-new", "generation-2", "kafka", "airflow")
+PHASES = ("builds", "nothing-new", "generation-2", "kafka", "airflow", "modes")
 
 
 def _taken_ports(settings: Settings) -> list[str]:
-    services = settings.services
+    services, standalone = settings.services, settings.engine.standalone
     ports = {
         "engine (LAKEHOUSE_THRIFT_PORT)": settings.engine.port,
         "PostgreSQL (LAKEHOUSE_POSTGRES_PORT)": services.postgres_port,
@@ -37,6 +37,10 @@ def _taken_ports(settings: Settings) -> list[str]:
         "Kafka controller (LAKEHOUSE_KAFKA_CONTROLLER_PORT)": services.kafka_controller_port,
         "Snowflake emulator (LAKEHOUSE_SNOWFLAKE_PORT)": services.snowflake_port,
         "Airflow (LAKEHOUSE_AIRFLOW_PORT)": settings.orchestration.api_port,
+        # the mode column's: the S3 server and the standalone cluster's master
+        "S3 server (LAKEHOUSE_S3_PORT)": services.s3_port,
+        "Spark master (LAKEHOUSE_ENGINE__STANDALONE__MASTER_PORT)": standalone.master_port,
+        "Spark master UI (LAKEHOUSE_ENGINE__STANDALONE__MASTER_UI_PORT)": standalone.master_ui_port,
     }
     taken = []
     for name, port in ports.items():
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, step in phases.items():
             if name not in args.skip:
                 bench.phase(name, step)
+        stop_everything(settings)  # the modes run on the same ports, each on its own home
+        if "modes" not in args.skip:
+            bench.phase("modes", bench.modes)
     except KeyboardInterrupt:  # a long run stopped by hand still prints what it measured
         interrupted = True
         bench.errors.append("interrupted: the steps after the last row were not measured")

@@ -7,7 +7,10 @@
 3. generation 2 of the sample world: ingest, build, publish, each timed;
 4. Kafka to bronze against a bare pipeline over the same messages (lakehouse/bench/kafka.py);
 5. Airflow: after the same ingest, the CLI ``dbt build`` and build_analytics' dbt producer;
-6. with ``--tests``, ``make test`` in a fresh clone (after everything above has stopped).
+6. the mode column: ``make run``'s steps and warm builds on the default (local folder, local
+   engine) beside the lake on S3 with a standalone cluster (lakehouse/bench/modes.py), after
+   everything above has stopped, each on a home of its own;
+7. with ``--tests``, ``make test`` in a fresh clone (after everything above has stopped).
 
 Every side of a comparison runs in the same minutes on the same warm engine: wall times on a
 shared machine drift, so a ratio of two numbers from different runs is not evidence. A step
@@ -32,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lakehouse.bench import kafka as kafka_bench
+from lakehouse.bench import modes as modes_bench
 from lakehouse.bench import spark_ui
 from lakehouse.bench.report import Line, Sections
 from lakehouse.core.config import REPO_ROOT, SchedulesConfig, Settings
@@ -263,6 +267,17 @@ class Bench:
                  Line("build_analytics: queued to end, with publish", pairs[-1]["run_s"]),
                  Line("producer / CLI", producer / cli, "x"))  # fmt: skip
         self.values["cosmos_ratio"] = producer / cli
+
+    def modes(self) -> None:
+        """The same pipeline and builds on both deployments, one column each."""
+        section = f"mode column: {modes_bench.LOCAL} | {modes_bench.DISTRIBUTED}"
+        home = self.settings.home
+        measured = modes_bench.compare(home, self.repeat)
+        self.details["modes"] = measured
+        local, distributed = measured[modes_bench.LOCAL], measured[modes_bench.DISTRIBUTED]
+        for name, seconds in local.items():
+            label = "make run, total" if name == "total" else name
+            self.add(section, Line(label, seconds, beside=distributed.get(name)))
 
     def make_test(self) -> None:
         """``make setup`` then ``make test`` in a fresh clone of HEAD (committed work only), on

@@ -21,12 +21,17 @@ from lakehouse.core.config import REPO_ROOT
 
 @dataclass(frozen=True)
 class Line:
-    """One measured value under a section of the table; ``note`` replaces a missing value."""
+    """One measured value under a section of the table; ``note`` replaces a missing value.
+
+    ``beside`` is the same measurement in a second configuration (the mode column: the
+    section's title names both), printed in a column of its own with their ratio.
+    """
 
     label: str
     value: float | None
     unit: str = "s"
     note: str = ""
+    beside: float | None = None
 
 
 Sections = dict[str, list[Line]]
@@ -46,7 +51,12 @@ def table(sections: Sections, verdicts: list[Verdict], facts: dict[str, Any]) ->
         out.append(section)
         for line in lines:
             value = line.note if line.value is None else show(line.value, line.unit)
-            out.append(f"  {line.label:<{width - 2}}  {value:>14}")
+            row = f"  {line.label:<{width - 2}}  {value:>14}"
+            if line.beside is not None:
+                row += f"  {show(line.beside, line.unit):>14}"
+                if line.value:
+                    row += f"  {line.beside / line.value:>6.2f}x"
+            out.append(row)
     scale = facts["scale"]
     scale_note = "" if scale == 1 else f" (limits are for scale 1; this run: {scale})"
     out += ["", f"targets{scale_note}", f"  {'target':<{width - 2}}  {'measured':>14}  "

@@ -181,6 +181,22 @@ def state(settings: Settings) -> dict:
         return json.load(response)
 
 
+def executors_by_worker(settings: Settings, app_name: str) -> dict[str, set[str]]:
+    """Per live worker (the master's report), the executors of application ``app_name`` it runs
+    (the worker's own report): which node does the work of the engine, while it works."""
+    master = state(settings)
+    apps = {a["id"] for a in master.get("activeapps", []) if a["name"] == app_name}
+    seen: dict[str, set[str]] = {}
+    for worker in master["workers"]:
+        if worker["state"] != "ALIVE":
+            continue
+        with urllib.request.urlopen(worker["webuiaddress"] + "/json/", timeout=15) as response:
+            report = json.load(response)
+        seen[worker["id"]] = {f"{e['appid']}/{e['id']}" for e in report["executors"]
+                              if e["appid"] in apps}  # fmt: skip
+    return seen
+
+
 def _master_answers(settings: Settings) -> bool:
     try:
         state(settings)

@@ -6,12 +6,13 @@ No engine: `make bench` itself is the measurement; these check that it reports w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lakehouse.bench import report, spark_ui
+from lakehouse.bench import modes, report, spark_ui
 from lakehouse.bench.harness import Bench, phases_in_order
 from lakehouse.bench.report import Line
 from lakehouse.bench.targets import TARGETS, Target, Verdict, evaluate
@@ -78,7 +79,7 @@ def test_the_json_holds_facts_measurements_and_verdicts(tmp_path: Path) -> None:
     assert loaded == json.loads((tmp_path / "latest.json").read_text())
     assert loaded["facts"]["git_sha"] == "0123456789abcdef"
     assert loaded["measurements"]["make run"][1] == {"label": "total", "value": 691.0,
-                                                     "unit": "s", "note": ""}  # fmt: skip
+                                                     "unit": "s", "note": "", "beside": None}  # fmt: skip
     run = next(t for t in loaded["targets"] if t["key"] == "make_run_s")
     assert (run["value"], run["limit"], run["outcome"]) == (424.0, 300, "FAIL")
     assert loaded["details"]["dbt_builds"] == [{"wall_s": 1.0}]
@@ -148,3 +149,23 @@ def test_the_bench_command_loads_and_explains_itself() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--scale" in done.stdout and "--repeat" in done.stdout
+
+
+def test_the_mode_column_prints_both_deployments_and_their_ratio() -> None:
+    section = f"mode column: {modes.LOCAL} | {modes.DISTRIBUTED}"
+    sections = {section: [Line("dbt build", 60.0, beside=90.0), Line("only local", 5.0)]}
+    lines = report.table(sections, [], FACTS).splitlines()
+    both = next(line for line in lines if line.strip().startswith("dbt build"))
+    assert both.split()[-5:] == ["60.0", "s", "90.0", "s", "1.50x"]
+    alone = next(line for line in lines if line.strip().startswith("only local"))
+    assert alone.split()[-2:] == ["5.0", "s"]
+
+
+def test_a_mode_sets_its_environment_only_while_it_runs(monkeypatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_ENGINE__MODE", "local")
+    monkeypatch.delenv("LAKEHOUSE_STORAGE__ROOT", raising=False)
+    with modes.environment(modes.DISTRIBUTED_ENV):
+        assert os.environ["LAKEHOUSE_ENGINE__MODE"] == "standalone"
+        assert os.environ["LAKEHOUSE_STORAGE__ROOT"].startswith("s3://")
+    assert os.environ["LAKEHOUSE_ENGINE__MODE"] == "local"
+    assert "LAKEHOUSE_STORAGE__ROOT" not in os.environ
