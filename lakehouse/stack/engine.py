@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -115,8 +116,37 @@ def _extra_conf() -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
 
 
+# Spark's own default of ``spark.redaction.regex``: the settings it hides in its UI and logs.
+SECRET_SETTING = re.compile(r"(?i)secret|password|token|access[.]?key")
+
+
+def secrets_file(settings: Settings) -> Path:
+    """Where the engine's secret settings (the metastore's password) are kept for spark-submit:
+    a 0600 properties file, so they never appear on a command line every user's ``ps`` shows."""
+    return settings.state_dir / f"engine-{settings.engine.port}.properties"
+
+
+def write_secrets(settings: Settings) -> Path:
+    """Write the secret settings of ``spark_conf`` to ``secrets_file`` (owner-only)."""
+    path = secrets_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    lines = [f"{key}={_escaped(value)}\n" for key, value in spark_conf(settings).items()
+             if SECRET_SETTING.search(key)]  # fmt: skip
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(lines)
+    return path
+
+
+def _escaped(value: str) -> str:
+    """A value as java.util.Properties reads it back unchanged."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def server_command(settings: Settings) -> list[str]:
-    """The spark-submit command line that starts the Thrift server."""
+    """The spark-submit command line that starts the Thrift server; its secret settings are in
+    ``secrets_file`` (written by ``launch``), never on the line."""
     cmd = [
         str(spark_home() / "bin" / "spark-submit"),
         "--class", THRIFT_SERVER_CLASS,
@@ -126,9 +156,11 @@ def server_command(settings: Settings) -> list[str]:
         # On the driver's own classpath, not --jars: the Thrift server resolves data sources
         # through the system class loader, which does not see --jars (DATA_SOURCE_NOT_FOUND).
         "--driver-class-path", ":".join(str(j) for j in engine_jars()),
+        "--properties-file", str(secrets_file(settings)),
     ]  # fmt: skip
     for key, value in spark_conf(settings).items():
-        cmd += ["--conf", f"{key}={value}"]
+        if not SECRET_SETTING.search(key):
+            cmd += ["--conf", f"{key}={value}"]
     cmd += [
         "spark-internal",
         "--hiveconf", f"hive.server2.thrift.port={settings.engine.port}",
@@ -211,9 +243,10 @@ def launch(settings: Settings) -> subprocess.Popen:
         pii.SALT_ENV: pii.salt(settings),
         **settings.storage_env(),
     }
+    write_secrets(settings)
     with log_file(settings).open("ab") as out:
         proc = subprocess.Popen(
-            server_command(settings),
+            server_command(settings),  # after write_secrets, above
             cwd=settings.state_dir,  # stray derby.log / spark-warehouse never land in the repo
             env=env,
             stdin=subprocess.DEVNULL,

@@ -54,3 +54,16 @@ def test_warehouse_tables_are_the_delta_tables_under_schema_folders(
         ("gold", "customer_360", warehouse / "gold.db" / "customer_360"),
         ("silver", "stg_orders", warehouse / "silver.db" / "stg_orders"),
     ]
+
+
+def test_the_password_reaches_the_engine_in_a_private_file_not_its_command_line(
+    tmp_settings: Settings, monkeypatch
+) -> None:
+    monkeypatch.delenv(metastore.PASSWORD_ENV, raising=False)
+    secret = metastore.password(tmp_settings)
+    cmd = engine.server_command(tmp_settings)
+    assert not [part for part in cmd if secret in part]  # `ps` shows every user the command line
+    path = engine.write_secrets(tmp_settings)
+    assert cmd[cmd.index("--properties-file") + 1] == str(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == f"spark.hadoop.javax.jdo.option.ConnectionPassword={secret}\n"
