@@ -147,6 +147,9 @@ def daemon_env(settings: Settings) -> dict[str, str]:
         "SPARK_LOCAL_DIRS": str(settings.home / "tmp"),
         # Read by the dbt macro `pii` on the executors; never written into a Spark setting.
         pii.SALT_ENV: pii.salt(settings),
+        # A lake on S3: s3a on the executors reads its credentials and endpoint from the
+        # environment (EnvironmentVariableCredentialsProvider), as the driver's does.
+        **settings.storage_env(),
     }
     if not _is_wildcard(settings.engine.bind_address):
         env["SPARK_LOCAL_IP"] = settings.engine.bind_address

@@ -114,5 +114,7 @@ def warm_up(settings: Settings) -> float:
             finally:
                 cursor.close()
     except Exception as exc:  # a cold first build is slower, not wrong
-        log.warning(f"engine warm-up failed: {exc}")
+        # the first line only: a Thrift error carries the engine's whole Java stack trace
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning(f"engine warm-up failed ({type(exc).__name__}): {first[:500]}")
     return time.perf_counter() - started

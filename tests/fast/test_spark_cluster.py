@@ -105,3 +105,15 @@ def test_a_mode_that_does_not_exist_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LAKEHOUSE_ENGINE__MODE", "yarn")
     with pytest.raises(Exception, match="LAKEHOUSE_ENGINE__MODE"):
         load_settings()
+
+
+def test_executors_get_the_lakes_s3_credentials_from_their_workers(standalone, monkeypatch) -> None:
+    # s3a on an executor reads AWS_* from its environment, which it inherits from its worker
+    monkeypatch.setenv("LAKEHOUSE_STORAGE__ROOT", "s3://lake/cluster")
+    on_s3 = load_settings()
+    aws = on_s3.storage_env()
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= set(aws)
+    env = spark_cluster.daemon_env(on_s3)
+    assert {name: env[name] for name in aws} == aws
+    assert not [part for part in engine.server_command(on_s3)
+                if aws["AWS_SECRET_ACCESS_KEY"] in part]  # fmt: skip
