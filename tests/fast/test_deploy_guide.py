@@ -13,18 +13,22 @@ import argparse
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from lakehouse.cli.parser import build_parser
-from lakehouse.core.config import REPO_ROOT, Settings
+from lakehouse.core.config import REPO_ROOT, EngineConfig, Settings, StorageConfig, load_settings
 from lakehouse.stack import engine
 
 GUIDE = REPO_ROOT / "docs" / "deploy.md"
 CONFIGURATION = REPO_ROOT / "docs" / "configuration.md"
 PROFILES = REPO_ROOT / "profiles" / "profiles.yml"
+POM = REPO_ROOT / "engine" / "pom.xml"
 
 # Variables the guide names that the project does not read itself: each tool documents its own.
 THIRD_PARTY = {
@@ -33,6 +37,8 @@ THIRD_PARTY = {
     "AWS_SESSION_TOKEN": "AWS SDKs, delta-rs, s3a",
     "AWS_REGION": "AWS SDKs, delta-rs",
     "AWS_ENDPOINT_URL": "AWS SDKs, delta-rs (an S3-compatible store)",
+    "AWS_S3_LOCKING_PROVIDER": "delta-rs (its DynamoDB locking provider)",
+    "AWS_S3_ALLOW_UNSAFE_RENAME": "delta-rs (named only to say the platform never sets it)",
     "GOOGLE_APPLICATION_CREDENTIALS": "Google's client libraries",
     "OPENLINEAGE_API_KEY": "the OpenLineage client (docs/lineage.md)",
     "OPENLINEAGE_PARENT_ID": "the OpenLineage client; the DAGs' PlatformCommand sets it",
@@ -129,10 +135,25 @@ def test_every_lakehouse_command_the_guide_runs_exists() -> None:
     assert used <= set(commands.choices), f"no such command: {used - set(commands.choices)}"
 
 
-def test_every_engine_setting_is_in_the_guides_engine_contract(settings: Settings) -> None:
+@pytest.fixture(params=["local, lake in a folder", "standalone, lake on S3"])
+def engine_settings(request, settings: Settings, tmp_path: Path, monkeypatch) -> Settings:
+    """The shipped settings, and the other end: a standalone cluster and a lake on a real S3 at
+    an endpoint of its own (so every setting of spark_cluster.executor_conf and
+    object_store.storage_conf is in the engine's)."""
+    if request.param.startswith("local"):
+        return settings
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setenv("LAKEHOUSE_ENGINE__MODE", "standalone")
+    monkeypatch.setenv("LAKEHOUSE_STORAGE__ROOT", "s3://bucket/prefix")
+    monkeypatch.setenv("LAKEHOUSE_STORAGE__LOCAL_SERVER", "false")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://s3.example.internal")
+    return load_settings()
+
+
+def test_every_engine_setting_is_in_the_guides_engine_contract(engine_settings: Settings) -> None:
     """A setting added to the local engine is one a cluster may need too: the guide must say."""
     text = _guide()
-    conf = engine.spark_conf(settings)
+    conf = engine.spark_conf(engine_settings)
     named = {key for key in conf if re.search(re.escape(key) + r"(?![\w.])", text)}
     missing = [key for key in conf if key not in named and not key.startswith(FAMILIES)]
     assert not missing, f"docs/deploy.md's engine contract does not name: {missing}"
@@ -206,3 +227,75 @@ def test_the_cluster_target_turns_tls_on_from_the_environment() -> None:
     base = {"SPARK_CLUSTER_HOST": "h", "SPARK_CLUSTER_USER": "u"}
     assert _render_cluster_target({**base, "SPARK_CLUSTER_USE_SSL": "true"})["use_ssl"] is True
     assert _render_cluster_target({**base, "SPARK_CLUSTER_USE_SSL": "False"})["use_ssl"] is False
+
+
+# -- the keys of lakehouse.yml and the jars of engine/pom.xml the guide names ------------------
+
+SECTIONS = ("engine", "storage", "services")
+KEY_PATH = re.compile("(?:" + "|".join(SECTIONS) + r")(?:\.[a-z_]+)+(?:\.\*)?")
+
+
+def _is_key(model: type[BaseModel], parts: list[str]) -> bool:
+    """Whether ``a.b.c`` (``*``: any key of a section) is a key of ``model``."""
+    for i, part in enumerate(parts):
+        if part == "*":
+            return i == len(parts) - 1
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif i < len(parts) - 1:
+            return False
+    return True
+
+
+def test_every_settings_key_the_guide_names_exists() -> None:
+    """`storage.root`, `engine.metastore`, `engine.standalone.*`...: keys of Settings, not
+    guesses. Names of lakehouse/stack/engine.py (`engine.running`) are functions, not keys."""
+    named = {t.strip() for t in BACKTICKED.findall(_guide()) if KEY_PATH.fullmatch(t.strip())}
+    assert {"storage.root", "storage.local_server", "engine.metastore", "engine.mode"} <= named
+    unknown = sorted(
+        t for t in named
+        if not _is_key(Settings, t.split("."))
+        and not (t.startswith("engine.") and callable(getattr(engine, t[7:], None)))
+    )  # fmt: skip
+    assert not unknown, f"docs/deploy.md names keys Settings does not have: {unknown}"
+
+
+def test_the_guides_lakehouse_yml_is_valid() -> None:
+    """Each ```yaml block of lakehouse.yml sections validates as those sections (no key guessed,
+    no value refused)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    checked = 0
+    for block in blocks:
+        data = yaml.safe_load(block)
+        if "engine" in data:
+            EngineConfig.model_validate(data["engine"])
+            checked += 1
+        if "storage" in data:
+            assert StorageConfig.model_validate(data["storage"]).root, data["storage"]
+            checked += 1
+    assert checked >= 2, "the guide's lakehouse.yml block (engine, storage) is gone"
+
+
+def test_the_guide_names_every_jar_engine_pom_fetches() -> None:
+    """The jars a cluster's image needs are the ones `make setup` fetches: each artefact of
+    engine/pom.xml and its pinned version are in the guide."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.parse(POM).getroot()
+    props = {p.tag.split("}")[1]: p.text for p in root.find("m:properties", ns)}
+
+    def resolved(text: str) -> str:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: props[m.group(1)], text)
+
+    text = _guide()
+    missing = []
+    for dep in root.find("m:dependencies", ns):
+        artifact = resolved(dep.find("m:artifactId", ns).text)
+        version = resolved(dep.find("m:version", ns).text)
+        named = re.search(r"`[^`]*\b" + re.escape(artifact) + r"\b", text)
+        if not named or version not in text:
+            missing.append(f"{artifact} {version}")
+    assert not missing, f"docs/deploy.md does not name these jars of engine/pom.xml: {missing}"
