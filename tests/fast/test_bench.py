@@ -78,8 +78,8 @@ def test_the_json_holds_facts_measurements_and_verdicts(tmp_path: Path) -> None:
     loaded = json.loads(written.read_text())
     assert loaded == json.loads((tmp_path / "latest.json").read_text())
     assert loaded["facts"]["git_sha"] == "0123456789abcdef"
-    assert loaded["measurements"]["make run"][1] == {"label": "total", "value": 691.0,
-                                                     "unit": "s", "note": "", "beside": None}  # fmt: skip
+    total = {"label": "total", "value": 691.0, "unit": "s", "note": "", "beside": None}
+    assert loaded["measurements"]["make run"][1] == total
     run = next(t for t in loaded["targets"] if t["key"] == "make_run_s")
     assert (run["value"], run["limit"], run["outcome"]) == (424.0, 300, "FAIL")
     assert loaded["details"]["dbt_builds"] == [{"wall_s": 1.0}]
