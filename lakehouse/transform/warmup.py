@@ -116,5 +116,5 @@ def warm_up(settings: Settings) -> float:
     except Exception as exc:  # a cold first build is slower, not wrong
         # the first line only: a Thrift error carries the engine's whole Java stack trace
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning(f"engine warm-up failed ({type(exc).__name__}): {first[:500]}")
+        log.warning(f"engine warm-up failed: {type(exc).__name__}: {first[:500]}")
     return time.perf_counter() - started
