@@ -30,7 +30,7 @@ from lakehouse.core.config import Settings, load_settings
 from lakehouse.core.dbt_paths import target_dir
 from lakehouse.observability import run_metrics
 from lakehouse.pipeline import steps
-from lakehouse.stack import spark_cluster
+from lakehouse.stack import object_store, spark_cluster
 
 ROOT = "s3://lakehouse/distributed"
 APP_NAME = "lakehouse-engine"
@@ -96,7 +96,9 @@ def _run(settings: Settings) -> Run:
         executors = watch.finish() if watch is not None else {}
     print(f"{settings.engine.mode} on {settings.storage_root}: "
           + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))  # fmt: skip
-    return Run(settings, timings, _published(settings), executors)
+    with object_store.running(settings):  # the run stopped the S3 server it started
+        published = _published(settings)
+    return Run(settings, timings, published, executors)
 
 
 @pytest.fixture(scope="module")
