@@ -18,6 +18,7 @@ time of each build is printed (with ``-s``) and recorded in docs/performance.md.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -114,8 +115,8 @@ class _Watch(threading.Thread):
                 running = spark_cluster.executors_by_worker(self.settings, APP_NAME)
                 for worker, executors in running.items():
                     self.seen.setdefault(worker, set()).update(executors)
-            except OSError:
-                continue  # a worker just killed: its UI is gone
+            except (OSError, ValueError, http.client.HTTPException):
+                continue  # a worker just killed: its UI is gone, or answers half a page
 
     def finish(self) -> dict[str, set[str]]:
         self.stopped.set()

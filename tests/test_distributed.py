@@ -16,6 +16,7 @@ as two deployments of one lake would: hashed columns are in the checksums.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import threading
@@ -66,7 +67,7 @@ class _Watch(threading.Thread):
         while not self.stopped.wait(1.0):
             try:
                 running = spark_cluster.executors_by_worker(self.settings, APP_NAME)
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, http.client.HTTPException):
                 continue  # no master yet (ingestion runs first), or it is being stopped
             for worker, executors in running.items():
                 self.seen.setdefault(worker, set()).update(executors)

@@ -20,6 +20,7 @@ environment page and event log would show it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -201,9 +202,12 @@ def executors_by_worker(settings: Settings, app_name: str) -> dict[str, set[str]
 
 
 def _master_answers(settings: Settings) -> bool:
+    """True once the master's UI serves its report. While its Jetty starts, a request can
+    also end in a cut-off response (HTTPException) or a page that is not yet JSON (ValueError):
+    not ready yet, like a refused connection."""
     try:
         state(settings)
-    except OSError:
+    except (OSError, ValueError, http.client.HTTPException):
         return False
     return True
 
