@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import sqlite3
 import time
@@ -37,6 +36,7 @@ import sqlalchemy.exc
 from confluent_kafka import KafkaError, KafkaException
 
 from ingestion.contracts import SchemaContractViolation
+from lakehouse.core import environment
 from lakehouse.core.config import SourceRetryConfig
 
 log = logging.getLogger(__name__)
@@ -203,16 +203,10 @@ def http_retries(policy: SourceRetryConfig) -> Iterator[None]:
     """dlt's HTTP client retries with ``policy`` inside the block: attempts per request, backoff
     (``backoff_s`` doubling, each wait capped by ``max_backoff_s``, Retry-After honoured within
     that cap) and ``timeout_s`` per request. Restores the previous environment afterwards."""
-    previous = {name: os.environ.get(name) for name in HTTP_SETTINGS}
-    os.environ.update({name: str(value(policy)) for name, value in HTTP_SETTINGS.items()})
-    try:
+    with environment.overridden(
+        {name: str(value(policy)) for name, value in HTTP_SETTINGS.items()}
+    ):
         yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def backoff(policy: SourceRetryConfig, retry: int) -> float:

@@ -12,15 +12,13 @@ one machine's defaults, not a claim about a real cluster, whose nodes would add 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from lakehouse.core.config import Settings, load_settings
+from lakehouse.core.environment import overridden
 from lakehouse.pipeline import steps
 from lakehouse.stack import engine, object_store
 
@@ -35,25 +33,10 @@ DISTRIBUTED_ENV = {
 MODES: dict[str, dict[str, str]] = {LOCAL: {}, DISTRIBUTED: DISTRIBUTED_ENV}
 
 
-@contextlib.contextmanager
-def environment(overrides: dict[str, str]) -> Iterator[None]:
-    """``overrides`` in os.environ (read by load_settings, dbt and every child) while inside."""
-    before = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def measure(home: Path, overrides: dict[str, str], repeat: int) -> dict[str, float]:
     """``make run``'s steps on an empty lake at ``home``, then ``repeat`` whole warm builds."""
     cleared = {name: "" for name in DISTRIBUTED_ENV}  # the bench's own settings otherwise
-    with environment({**cleared, "LAKEHOUSE_HOME": str(home), **overrides}):
+    with overridden({**cleared, "LAKEHOUSE_HOME": str(home), **overrides}):
         settings: Settings = load_settings()
         log.info(f"bench: modes: {settings.engine.mode} engine, lake at {settings.storage_root}")
         timings = steps.run(settings)

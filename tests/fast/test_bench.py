@@ -16,6 +16,7 @@ from lakehouse.bench import modes, report, spark_ui
 from lakehouse.bench.harness import Bench, phases_in_order
 from lakehouse.bench.report import Line
 from lakehouse.bench.targets import TARGETS, Target, Verdict, evaluate
+from lakehouse.core.environment import overridden
 from lakehouse.observability import run_metrics
 
 FACTS = {"scale": 0.05, "git_sha": "0123456789abcdef", "git_dirty": True, "cores": 2,
@@ -164,7 +165,7 @@ def test_the_mode_column_prints_both_deployments_and_their_ratio() -> None:
 def test_a_mode_sets_its_environment_only_while_it_runs(monkeypatch) -> None:
     monkeypatch.setenv("LAKEHOUSE_ENGINE__MODE", "local")
     monkeypatch.delenv("LAKEHOUSE_STORAGE__ROOT", raising=False)
-    with modes.environment(modes.DISTRIBUTED_ENV):
+    with overridden(modes.DISTRIBUTED_ENV):
         assert os.environ["LAKEHOUSE_ENGINE__MODE"] == "standalone"
         assert os.environ["LAKEHOUSE_STORAGE__ROOT"].startswith("s3://")
     assert os.environ["LAKEHOUSE_ENGINE__MODE"] == "local"
