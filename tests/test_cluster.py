@@ -18,7 +18,6 @@ time of each build is printed (with ``-s``) and recorded in docs/performance.md.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from executor_watch import ExecutorWatch
 
 from lakehouse.core.config import Settings, load_settings
 from lakehouse.core.dbt_paths import target_dir
@@ -100,30 +100,6 @@ def _get(url: str, timeout_s: float = 15) -> dict:
         return json.load(response)
 
 
-class _Watch(threading.Thread):
-    """Polls the master while a build runs, collecting which worker ran which executor."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings, self.seen = settings, {}
-        self.stopped = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while not self.stopped.wait(1.0):
-            try:
-                running = spark_cluster.executors_by_worker(self.settings, APP_NAME)
-                for worker, executors in running.items():
-                    self.seen.setdefault(worker, set()).update(executors)
-            except (OSError, ValueError, http.client.HTTPException):
-                continue  # a worker just killed: its UI is gone, or answers half a page
-
-    def finish(self) -> dict[str, set[str]]:
-        self.stopped.set()
-        self.join()
-        return self.seen
-
-
 def _driver_api(settings: Settings) -> str:
     """The engine's REST API (its Spark UI: the port it found free, as its log says last)."""
     ports = re.findall(r"service 'SparkUI' on port (\d+)", engine.log_file(settings).read_text())
@@ -166,7 +142,7 @@ def _kill_a_busy_worker_after(settings: Settings, delay_s: float, kills: list[Ki
 def _build(settings: Settings, kill_after_s: float | None = None) -> Build:
     """A full `dbt build` (every model recomputed); with ``kill_after_s``, worker 0 is killed
     that long after it starts."""
-    watch = _Watch(settings) if spark_cluster.standalone(settings) else None
+    watch = ExecutorWatch(settings) if spark_cluster.standalone(settings) else None
     kills: list[Kill] = []
     killer = None
     if kill_after_s is not None:

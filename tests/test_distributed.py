@@ -16,15 +16,14 @@ as two deployments of one lake would: hashed columns are in the checksums.
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from executor_watch import ExecutorWatch
 
 from lakehouse.core import pii
 from lakehouse.core.config import Settings, load_settings
@@ -34,7 +33,6 @@ from lakehouse.pipeline import steps
 from lakehouse.stack import object_store, spark_cluster
 
 ROOT = "s3://lakehouse/distributed"
-APP_NAME = "lakehouse-engine"
 PORTS = (
     "LAKEHOUSE_THRIFT_PORT", "LAKEHOUSE_POSTGRES_PORT", "LAKEHOUSE_SNOWFLAKE_PORT",
     "LAKEHOUSE_KAFKA_PORT", "LAKEHOUSE_KAFKA_CONTROLLER_PORT", "LAKEHOUSE_S3_PORT",
@@ -54,30 +52,6 @@ class Run:
     executors: dict[str, set[str]] = field(default_factory=dict)
 
 
-class _Watch(threading.Thread):
-    """Polls the master while the pipeline runs: which worker ran which executor."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings, self.seen = settings, {}
-        self.stopped = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while not self.stopped.wait(1.0):
-            try:
-                running = spark_cluster.executors_by_worker(self.settings, APP_NAME)
-            except (OSError, ValueError, KeyError, http.client.HTTPException):
-                continue  # no master yet (ingestion runs first), or it is being stopped
-            for worker, executors in running.items():
-                self.seen.setdefault(worker, set()).update(executors)
-
-    def finish(self) -> dict[str, set[str]]:
-        self.stopped.set()
-        self.join()
-        return self.seen
-
-
 def _published(settings: Settings) -> dict[tuple[str, str], dict[str, object]]:
     recorded = run_metrics.read(settings, run=run_metrics.run_id())
     rows = [r for r in recorded if r["step"] == "publish"]
@@ -90,7 +64,7 @@ def _published(settings: Settings) -> dict[tuple[str, str], dict[str, object]]:
 
 
 def _run(settings: Settings) -> Run:
-    watch = _Watch(settings) if spark_cluster.standalone(settings) else None
+    watch = ExecutorWatch(settings) if spark_cluster.standalone(settings) else None
     try:
         timings = steps.run(settings)
     finally:
