@@ -48,7 +48,7 @@ def _gold(settings: Settings) -> dict[str, dict]:
     rates = query(settings, "select rate_date, currency, to_reporting_rate "
                             "from gold.fx_rates_daily")  # fmt: skip
     orders = query(settings, "select order_id, order_date, currency_code, order_amount_reporting, "
-                             "customer_id from gold.fct_orders")  # fmt: skip
+                             "customer_id from gold.orders")  # fmt: skip
     customers = query(settings, "select customer_id, lifetime_value from gold.customer_360")
     return {
         "rates": {(str(d), c): r for d, c, r in rates},

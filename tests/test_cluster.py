@@ -39,7 +39,7 @@ from lakehouse.stack import engine, source_systems, spark_cluster
 from lakehouse.transform.dbt_cli import dbt
 from lakehouse.transform.sql import records
 
-GOLD = ("customer_360", "fct_orders", "fx_rates_daily", "product_perf")
+GOLD = ("customer_360", "orders", "fx_rates_daily", "product_perf")
 CHECKSUMMED = ("customer_360", "product_perf")
 APP_NAME = "lakehouse-engine"
 # The kill comes this far into the build (as a share of the unkilled build's wall time).

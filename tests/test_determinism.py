@@ -31,7 +31,7 @@ from lakehouse.publish import snapshot as snapshots
 from lakehouse.stack.services import snowflake as snowflake_service
 from lakehouse.transform.sql import query, records
 
-GOLD = ("customer_360", "fct_orders", "fx_rates_daily", "product_perf")
+GOLD = ("customer_360", "orders", "fx_rates_daily", "product_perf")
 # Twins that tie under a partial rule (see the module docstring); ids of rows copied.
 TWINS = 40
 # Two layouts of the same rows: (files, sort direction of a per-row hash).

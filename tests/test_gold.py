@@ -106,7 +106,7 @@ def test_fx_conversion_uses_the_rate_in_force_on_the_order_date(spark, world) ->
                if o["currency"] == "EUR" and o["order_ts"].weekday() == 6][:5]  # fmt: skip
     assert weekend, "the world must contain EUR orders on a Sunday"
     for order in weekend:
-        rate = query(spark, f"select fx_rate, is_fx_carried_forward from gold.fct_orders"
+        rate = query(spark, f"select fx_rate, is_fx_carried_forward from gold.orders"
                             f" where order_id = {order['order_id']}")[0]  # fmt: skip
         expected = _rate_to_reporting(world, order["order_ts"].date(), "EUR")
         assert Decimal(str(rate[0])) == expected
@@ -118,7 +118,7 @@ def test_orders_without_a_currency_are_flagged_not_zeroed(spark, world) -> None:
     assert missing, "the world must contain orders without a currency"
     ids = ", ".join(map(str, missing))
     rows = query(spark, f"select is_fx_missing, order_amount_reporting, is_valid"
-                        f" from gold.fct_orders where order_id in ({ids})")  # fmt: skip
+                        f" from gold.orders where order_id in ({ids})")  # fmt: skip
     assert len(rows) == len(missing)
     assert all(r == (True, None, False) for r in rows)
 
@@ -139,7 +139,7 @@ def test_product_perf_adds_up_to_the_orders(spark) -> None:
     facts = query(
         spark,
         "select sum(l.quantity), sum(cast(l.line_amount * o.fx_rate as decimal(18, 2)))"
-        " from silver.stg_snowflake__order_lines l join gold.fct_orders o using (order_id)"
+        " from silver.stg_snowflake__order_lines l join gold.orders o using (order_id)"
         " where l.invalid_reason = '' and not o.is_orphan_customer and o.currency_code is not null",
     )[0]
     assert perf[0] == facts[0]

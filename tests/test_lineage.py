@@ -185,7 +185,7 @@ def test_lifetime_value_goes_through_silver_and_the_fx_conversion(lineage: graph
     trace = lineage.trace(lineage.find("gold.customer_360"), "lifetime_value")
     assert trace.columns_in("silver") >= SILVER_OF_LIFETIME_VALUE
     gold = trace.columns_in("gold")
-    assert {("gold.fct_orders", "order_amount_reporting"),
+    assert {("gold.orders", "order_amount_reporting"),
             ("gold.fx_rates_daily", "to_reporting_rate")} <= gold  # fmt: skip
 
 
@@ -220,7 +220,7 @@ def test_the_registry_lists_every_dataset_with_location_layer_and_owner(
     expected = "email (email), full_name (name), crm_owner_email (email)"
     assert rows["gold.customer_360"]["personal_data"] == expected
     assert rows["ANALYTICS.GOLD.CUSTOMER_360"]["personal_data"] == expected
-    assert rows["gold.fct_orders"]["personal_data"] == ""
+    assert rows["gold.orders"]["personal_data"] == ""
 
 
 def test_the_lineage_page_traces_a_gold_column_in_headless_chromium(

@@ -12,7 +12,7 @@ with lines as (
 
 orders as (
     select order_id, order_date, currency_code, fx_rate, is_fx_missing
-    from {{ ref('fct_orders') }}
+    from {{ ref('orders') }}
     where not is_orphan_customer and currency_code is not null
 )
 

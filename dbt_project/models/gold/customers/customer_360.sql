@@ -85,7 +85,7 @@ orders as (
         sum(case when status <> 'returned' and is_valid then order_amount_reporting end)
             as lifetime_value,
         count_if(is_fx_missing) as orders_missing_fx
-    from {{ ref('fct_orders') }}
+    from {{ ref('orders') }}
     group by customer_id
 )
 
