@@ -1,6 +1,7 @@
 """The dbt project documents what it builds: every column a silver or gold model outputs is declared
 and described, a column name means one thing (or says, by its doc block, that this model gives it
-its own meaning), and every source table says what it holds and every source what loads it.
+its own meaning), every source table says what it holds and every source what loads it, and
+ops.run_metrics declares every column the platform writes to it.
 
 The manifest comes from ``dbt parse`` (connects to nothing). The columns each model's SQL really
 outputs come from a recorded ``catalog.json`` (fixtures/dbt/catalog_columns.json, from ``dbt docs
@@ -20,6 +21,7 @@ import pytest
 
 from lakehouse.core.config import Settings
 from lakehouse.core.dbt_paths import DBT_PROJECT_DIR
+from lakehouse.observability import run_metrics
 from lakehouse.transform.dbt_cli import dbt
 
 CATALOG = Path(__file__).parent / "fixtures" / "dbt" / "catalog_columns.json"
@@ -119,3 +121,13 @@ def test_every_source_table_is_described_and_every_source_names_its_loader(
         assert source["loader"].strip(), source["source_name"]
         if source["schema"].startswith("bronze_"):
             assert source["loader"] == "dlt", source["source_name"]
+
+
+def test_the_run_metrics_source_declares_and_describes_every_column_the_platform_writes(
+    manifest: dict[str, Any],
+) -> None:
+    [table] = [
+        s for s in manifest["sources"].values() if f"{s['schema']}.{s['name']}" == run_metrics.TABLE
+    ]
+    assert list(table["columns"]) == run_metrics.SCHEMA.names
+    assert all(c["description"].strip() for c in table["columns"].values())
