@@ -1,7 +1,7 @@
 """The dbt project documents what it builds: every column a silver or gold model outputs is declared
 and described, a column name means one thing (or says, by its doc block, that this model gives it
-its own meaning), every source table says what it holds and every source what loads it, and
-ops.run_metrics declares every column the platform writes to it.
+its own meaning), every source table and column says what it holds and every source what loads
+it, and ops.run_metrics declares every column the platform writes to it.
 
 The manifest comes from ``dbt parse`` (connects to nothing). The columns each model's SQL really
 outputs come from a recorded ``catalog.json`` (fixtures/dbt/catalog_columns.json, from ``dbt docs
@@ -106,7 +106,7 @@ def test_a_column_name_means_one_thing_unless_a_model_gives_it_its_own_doc_block
                 assert col.get("doc_blocks"), f"{name}.{column}: a shared name with no doc block"
 
 
-def test_every_source_table_is_described_and_every_source_names_its_loader(
+def test_every_source_table_and_column_is_described_and_every_source_names_its_loader(
     manifest: dict[str, Any],
 ) -> None:
     sources = [
@@ -119,6 +119,8 @@ def test_every_source_table_is_described_and_every_source_names_its_loader(
         assert source["description"].strip(), source["unique_id"]
         assert source["source_description"].strip(), source["source_name"]
         assert source["loader"].strip(), source["source_name"]
+        undescribed = [c for c, col in source["columns"].items() if not col["description"].strip()]
+        assert not undescribed, f"{source['unique_id']}: {undescribed}"
         if source["schema"].startswith("bronze_"):
             assert source["loader"] == "dlt", source["source_name"]
 
