@@ -183,3 +183,16 @@ def test_every_emitter_wraps_the_transport_the_user_chose(
     assert "OPENLINEAGE_URL" not in env and "OPENLINEAGE__TRANSPORT__TYPE" not in env
     # already wrapped: not twice
     assert emit.transport_config(tmp_settings, copy.deepcopy(config)) == config
+
+
+def test_a_cosmos_build_event_is_cleaned_without_misreading_its_one_sql() -> None:
+    """Cosmos emits one event for a whole build: the SQL facet is one model's, so no field is
+    classified from it (each stays DIRECT, unclassified); phantoms and names are fixed alike."""
+    event = json.loads((EVENTS.parent / "cosmos_event.json").read_text())
+    assert _phantoms(event)
+    transform.rewrite(event, LAKE)
+    assert not _phantoms(event)
+    described = [o for o in event["outputs"] if "columnLineage" in o["facets"]]
+    assert len(described) > 1
+    assert all(f["transformations"] == [{"type": "DIRECT"}] for _, _, f in _fields(event))
+    assert all(d["namespace"] == "file" for d in event["inputs"] + event["outputs"])

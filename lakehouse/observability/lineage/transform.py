@@ -19,8 +19,9 @@ does three things the dbt integration does not:
   reference on every step is DIRECT/IDENTITY, an aggregate on the way DIRECT/AGGREGATION, any other
   expression DIRECT/TRANSFORMATION, a column met only in a CASE condition INDIRECT/CONDITIONAL, and
   one used only in a join, filter, grouping, window or sort INDIRECT/<that>. Where sqlglot is not
-  installed (Airflow's environment) or cannot read the query, a field is DIRECT without subtype:
-  openlineage-sql lists only columns whose values reach the output column.
+  installed or cannot read the query, and in an event with several described outputs (Cosmos
+  emits one for a whole build, its ``sql`` facet being one model's), a field is DIRECT without
+  subtype: openlineage-sql lists only columns whose values reach the output column.
 
 It imports nothing of the platform, so Airflow's environment can load it too.
 """
@@ -35,11 +36,11 @@ from typing import Any
 from openlineage.client.facet_v2 import column_lineage_dataset, symlinks_dataset
 from openlineage.client.transport.transform import EventTransformer
 
-try:  # in the dbt environment (a dlt dependency); Airflow's has none
+try:  # in both environments (a dlt dependency; orchestration/pyproject.toml names it)
     import sqlglot
     from sqlglot import exp
     from sqlglot.lineage import lineage
-except ImportError:  # pragma: no cover - exercised in .venv-airflow only
+except ImportError:  # pragma: no cover - an environment without it classifies nothing
     sqlglot = None
 
 log = logging.getLogger(__name__)
@@ -289,10 +290,11 @@ def classify(event: Any) -> int:
     """Give every input field without transformations its types; how many were given."""
     classifier: Classifier | None = None
     given = 0
-    for dataset in _get(event, "outputs") or []:
+    described = [d for d in _get(event, "outputs") or [] if _column_lineage(d) is not None]
+    if len(described) > 1:  # Cosmos: one event for a whole build, the SQL facet of one model
+        classifier = Classifier({}, {})
+    for dataset in described:
         facet = _column_lineage(dataset)
-        if facet is None:
-            continue
         for column, _, fields in _input_fields(facet):
             for f in fields:
                 if _get(f, "transformations"):
