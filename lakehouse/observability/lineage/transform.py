@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openlineage.client.facet_v2 import column_lineage_dataset, symlinks_dataset
+from openlineage.client.serde import Serde
 from openlineage.client.transport.transform import EventTransformer
 
 try:  # in both environments (a dlt dependency; orchestration/pyproject.toml names it)
@@ -309,12 +310,6 @@ def classify(event: Any) -> int:
 # ---- identity ---------------------------------------------------------------------------------
 
 
-def _symlink(namespace: str, name: str, like: Any) -> Any:
-    if isinstance(like, dict):
-        return {"namespace": namespace, "name": name, "type": "TABLE"}
-    return symlinks_dataset.Identifier(namespace=namespace, name=name, type="TABLE")
-
-
 def relocate(event: Any, lake: Lake) -> int:
     """Name every catalog table of the event by its location, the catalog name as a symlink."""
     moved = 0
@@ -339,18 +334,15 @@ def relocate(event: Any, lake: Lake) -> int:
 
 
 def _add_symlink(facets: dict[str, Any], namespace: str, name: str, as_dict: bool) -> None:
+    identifier = symlinks_dataset.Identifier(namespace=namespace, name=name, type="TABLE")
     facet = facets.get("symlinks")
     if facet is None:
-        identifier = _symlink(namespace, name, {} if as_dict else None)
-        facets["symlinks"] = (
-            {"identifiers": [identifier]}
-            if as_dict
-            else symlinks_dataset.SymlinksDatasetFacet(identifiers=[identifier])
-        )
+        facet = symlinks_dataset.SymlinksDatasetFacet(identifiers=[identifier])
+        facets["symlinks"] = Serde.to_dict(facet) if as_dict else facet
         return
     identifiers = _get(facet, "identifiers") or []
     if not any((_get(i, "namespace"), _get(i, "name")) == (namespace, name) for i in identifiers):
-        identifiers.append(_symlink(namespace, name, {} if as_dict else None))
+        identifiers.append(Serde.to_dict(identifier) if as_dict else identifier)
         _set(facet, "identifiers", identifiers)
 
 
