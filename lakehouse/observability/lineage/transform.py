@@ -28,21 +28,31 @@ It imports nothing of the platform, so Airflow's environment can load it too.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from openlineage.client.facet_v2 import column_lineage_dataset, symlinks_dataset
 from openlineage.client.serde import Serde
 from openlineage.client.transport.transform import EventTransformer
 
-try:  # in both environments (a dlt dependency; orchestration/pyproject.toml names it)
-    import sqlglot
-    from sqlglot import exp
-    from sqlglot.lineage import lineage
-except ImportError:  # pragma: no cover - an environment without it classifies nothing
-    sqlglot = None
+
+@functools.cache
+def _sqlglot() -> SimpleNamespace | None:
+    """sqlglot, imported on the first event that needs it (about 90 ms of CPU that a process
+    which only configures emitters, such as ``lakehouse dbt``, does not pay). Installed in both
+    environments (a dlt dependency; orchestration/pyproject.toml names it); None without it."""
+    try:
+        import sqlglot
+        from sqlglot import exp
+        from sqlglot.lineage import lineage
+    except ImportError:  # pragma: no cover - an environment without it classifies nothing
+        return None
+    return SimpleNamespace(parse_one=sqlglot.parse_one, exp=exp, lineage=lineage)
+
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +195,7 @@ def _column_name(node: Any) -> str:
 
 def _step(expression: Any, column: str) -> Kind:
     """How ``expression`` (one projection of one scope) uses ``column`` of the scope below."""
+    exp = _sqlglot().exp
     body = expression.this if isinstance(expression, exp.Alias) else expression
     if isinstance(body, exp.Column):
         return IDENTITY
@@ -198,6 +209,7 @@ def _step(expression: Any, column: str) -> Kind:
 
 def _conditional(column: Any, top: Any) -> bool:
     """True when ``column`` only decides which branch is taken (a CASE/IF condition, a FILTER)."""
+    exp = _sqlglot().exp
     child, parent = column, column.parent
     while parent is not None and child is not top:
         if isinstance(parent, exp.If) and parent.args.get("this") is child:
@@ -222,15 +234,16 @@ def _paths(node: Any, kinds: tuple[Kind, ...]) -> Iterator[tuple[Any, tuple[Kind
 
 def _table(node: Any) -> str | None:
     source = node.source
-    if isinstance(source, exp.Table):
+    if isinstance(source, _sqlglot().exp.Table):
         return ".".join(p for p in (source.db, source.name) if p)
     return None
 
 
 def direct_kinds(sql: str, schema: dict[str, Any]) -> dict[str, dict[tuple[str, str], set[Kind]]]:
     """Output column -> (table, column) it reads -> how, by sqlglot's column lineage."""
-    tree = sqlglot.parse_one(sql, dialect="spark")
-    nodes = lineage(None, tree, schema=schema, dialect="spark")
+    sg = _sqlglot()
+    tree = sg.parse_one(sql, dialect="spark")
+    nodes = sg.lineage(None, tree, schema=schema, dialect="spark")
     result: dict[str, dict[tuple[str, str], set[Kind]]] = {}
     for column, root in nodes.items():
         reads = result.setdefault(column, {})
@@ -244,11 +257,12 @@ def direct_kinds(sql: str, schema: dict[str, Any]) -> dict[str, dict[tuple[str, 
 
 def clause_kinds(sql: str) -> dict[str, Kind]:
     """Column name -> the strongest clause it is used in (join, filter, grouping, window, sort)."""
-    tree = sqlglot.parse_one(sql, dialect="spark")
+    sg = _sqlglot()
+    tree = sg.parse_one(sql, dialect="spark")
     rank: dict[str, int] = {}
-    for column in tree.find_all(exp.Column):
+    for column in tree.find_all(sg.exp.Column):
         for i, (cls_name, _) in enumerate(_CLAUSES):
-            if column.find_ancestor(getattr(exp, cls_name)) is not None:
+            if column.find_ancestor(getattr(sg.exp, cls_name)) is not None:
                 rank[column.name] = min(i, rank.get(column.name, i))
                 break
     return {name: ("INDIRECT", _CLAUSES[i][1]) for name, i in rank.items()}
@@ -264,7 +278,7 @@ class Classifier:
     @classmethod
     def of(cls, event: Any) -> Classifier:
         sql = _sql(event)
-        if sqlglot is None or not sql:
+        if _sqlglot() is None or not sql:
             return cls({}, {})
         try:
             return cls(direct_kinds(sql, _schema(event)), clause_kinds(sql))
