@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from openlineage.client.transport import get_default_factory
 
 from lakehouse.core.config import Settings
 from lakehouse.observability.lineage import emit, graph, transform
+from lakehouse.stack.services import airflow
 
 EVENTS = Path(__file__).parent / "fixtures" / "dbt" / "dbt_ol_events.jsonl"
 CATALOG = "spark://127.0.0.1:10000"  # the namespace of the recorded events
@@ -196,3 +198,32 @@ def test_a_cosmos_build_event_is_cleaned_without_misreading_its_one_sql() -> Non
     assert len(described) > 1
     assert all(f["transformations"] == [{"type": "DIRECT"}] for _, _, f in _fields(event))
     assert all(d["namespace"] == "file" for d in event["inputs"] + event["outputs"])
+
+
+AIRFLOW_PROBE = """
+import json, os
+from openlineage.client.transport import get_default_factory
+transport = get_default_factory().create(json.loads(os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"]))
+from lakehouse.observability.lineage import transform
+print(json.dumps({"transformer": type(transport.transformer).__name__,
+                  "inner": type(transport.transport).__name__,
+                  "sqlglot": transform._sqlglot() is not None}))
+"""
+
+
+def test_airflows_provider_loads_the_transformer_in_its_own_environment(
+    tmp_settings: Settings,
+) -> None:
+    """What Airflow's components get: the transform transport around the file, built by the
+    client of .venv-airflow from the repository on its PYTHONPATH, sqlglot included."""
+    env = airflow.environment(tmp_settings)
+    config = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+    assert config["transport"]["log_file_path"] == str(airflow.lineage_file(tmp_settings))
+    done = subprocess.run(
+        [str(airflow.VENV / "bin" / "python"), "-c", AIRFLOW_PROBE],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_settings.home,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {
+        "transformer": "LakeTransformer", "inner": "FileTransport", "sqlglot": True,
+    }  # fmt: skip
