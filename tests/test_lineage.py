@@ -8,15 +8,38 @@ reads. The expected columns below were worked out from the models' SQL, not read
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
+import types
+import typing
 from collections import defaultdict
 from pathlib import Path
 
+import attr
 import pytest
+from openlineage.client.event_v2 import RunEvent, RunState
+from openlineage.client.facet_v2 import (
+    column_lineage_dataset,
+    datasource_dataset,
+    documentation_dataset,
+    documentation_job,
+    error_message_run,
+    job_type_job,
+    output_statistics_output_dataset,
+    ownership_dataset,
+    ownership_job,
+    parent_run,
+    processing_engine_run,
+    schema_dataset,
+    sql_job,
+    storage_dataset,
+    symlinks_dataset,
+)
 
 from ingestion import lineage as ingestion_lineage
 from ingestion.registry import SOURCES
+from lakehouse.core import naming
 from lakehouse.core.config import Settings
 from lakehouse.core.dbt_paths import target_dir
 from lakehouse.observability.lineage import emit, graph, site
@@ -118,27 +141,29 @@ def test_every_dlt_load_emits_start_and_complete_with_schema_and_table_name(
 
 
 def test_dbt_reads_the_same_bronze_datasets_dlt_wrote(events, spark: Settings) -> None:
-    """dbt-ol names its sources exactly as the dlt loads' symlinks do, so the graph joins."""
-    symlinked = {
-        (i["namespace"], i["name"])
+    """dbt-ol's events name a bronze table as the dlt load does (its path), with the same
+    symlink, so the graph joins with or without symlinks."""
+    written = {
+        (o["namespace"], o["name"]): o["facets"]["symlinks"]["identifiers"]
         for e in events
         if e["job"]["name"].startswith("dlt.")
         for o in e.get("outputs", [])
-        for i in o["facets"].get("symlinks", {}).get("identifiers", [])
     }
     dbt_inputs = {
-        (i["namespace"], i["name"])
+        (i["namespace"], i["name"]): i["facets"]["symlinks"]["identifiers"]
         for e in events
         if e["job"]["name"].endswith(".build.run")
         for i in e.get("inputs", [])
-        if i["name"].startswith("bronze_")
+        if i["name"].startswith(str(spark.bronze_dir.resolve()))
     }
     assert dbt_inputs, "dbt-ol emitted no bronze inputs (was the thrift target used?)"
-    assert dbt_inputs <= symlinked, dbt_inputs - symlinked
+    assert dbt_inputs.keys() <= written.keys(), dbt_inputs.keys() - written.keys()
+    for dataset, symlinks in dbt_inputs.items():
+        assert symlinks == written[dataset], dataset
 
 
 def test_every_dbt_model_emits_start_and_complete_with_column_lineage(
-    events, dbt_built: Path
+    events, dbt_built: Path, spark: Settings
 ) -> None:
     manifest = json.loads((dbt_built / "manifest.json").read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
@@ -151,7 +176,13 @@ def test_every_dbt_model_emits_start_and_complete_with_column_lineage(
         assert "START" in states and "COMPLETE" in states, (job, states)
         complete = [e for run in runs[job].values() for e in run if e["eventType"] == "COMPLETE"]
         output = complete[-1]["outputs"][0]
-        assert output["name"] == f"{model['schema']}.{model['alias']}"
+        # named by location, the catalog name dbt gives kept as its symlink
+        table = f"{model['schema']}.{model['alias']}"
+        location = naming.lake_table(spark, table)
+        assert (output["namespace"], output["name"]) == (location.namespace, location.name)
+        assert output["facets"]["symlinks"]["identifiers"] == [
+            {"namespace": naming.spark_namespace(spark), "name": table, "type": "TABLE"}
+        ]
         assert "columnLineage" in output["facets"], f"{job} has no column lineage"
 
 
@@ -275,3 +306,160 @@ def test_the_dbt_docs_site_renders_customer_360_in_headless_chromium(
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---- read by a consumer the project did not write: openlineage-python's own models ------------
+
+# The standard facets the events carry, by where they sit and their key: each is parsed with its
+# class from openlineage-python, strictly (an unknown property fails). Other keys are custom
+# facets (dbt_node, dbt_run, ...): the spec asks only _producer and _schemaURL of them.
+STANDARD_FACETS = {
+    ("run", "parent"): parent_run.ParentRunFacet,
+    ("run", "processing_engine"): processing_engine_run.ProcessingEngineRunFacet,
+    ("run", "errorMessage"): error_message_run.ErrorMessageRunFacet,
+    ("job", "jobType"): job_type_job.JobTypeJobFacet,
+    ("job", "sql"): sql_job.SQLJobFacet,
+    ("job", "documentation"): documentation_job.DocumentationJobFacet,
+    ("job", "ownership"): ownership_job.OwnershipJobFacet,
+    ("dataset", "schema"): schema_dataset.SchemaDatasetFacet,
+    ("dataset", "columnLineage"): column_lineage_dataset.ColumnLineageDatasetFacet,
+    ("dataset", "symlinks"): symlinks_dataset.SymlinksDatasetFacet,
+    ("dataset", "dataSource"): datasource_dataset.DatasourceDatasetFacet,
+    ("dataset", "storage"): storage_dataset.StorageDatasetFacet,
+    ("dataset", "documentation"): documentation_dataset.DocumentationDatasetFacet,
+    ("dataset", "ownership"): ownership_dataset.OwnershipDatasetFacet,
+    (
+        "output",
+        "outputStatistics",
+    ): output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet,
+}
+FACET_PLACES = {"Run": "run", "Job": "job", "InputDataset": "dataset", "OutputDataset": "dataset"}
+
+
+def _parse(cls: type, value: object, place: str = "") -> object:
+    """``value`` (JSON) as an instance of the client's attrs class ``cls``, field by field."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in attr.fields(cls)}
+    kwargs = {}
+    assert isinstance(value, dict), (cls, value)
+    for key, item in value.items():
+        assert key in fields, f"{cls.__name__} has no property {key!r}"
+        spec = fields[key]
+        if not spec.init:  # set by the class itself (_schemaURL): a URL string
+            assert isinstance(item, str) and item.startswith("http"), (cls, key, item)
+            continue
+        if key in ("facets", "inputFacets", "outputFacets"):
+            where = {"inputFacets": "input", "outputFacets": "output"}.get(
+                key, FACET_PLACES.get(cls.__name__, place)
+            )
+            kwargs[spec.alias] = {k: _facet(where, k, v) for k, v in item.items()}
+        else:
+            kwargs[spec.alias] = _value(hints[key], item, FACET_PLACES.get(cls.__name__, place))
+    return cls(**kwargs)
+
+
+def _value(hint: object, item: object, place: str) -> object:
+    options = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        assert item is not None or type(None) in typing.get_args(hint)
+        return _value(options[0], item, place) if item is not None else None
+    if origin is list:
+        assert isinstance(item, list)
+        return [_value(options[0], i, place) for i in item]
+    if origin is dict:
+        assert isinstance(item, dict)
+        return {k: _value(options[1], v, place) for k, v in item.items()}
+    if attr.has(hint):
+        return _parse(hint, item, place)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(item)
+    if hint is typing.Any:
+        return item
+    assert isinstance(item, hint), (hint, item)  # str, int, float, bool
+    return item
+
+
+def _facet(place: str, key: str, value: dict) -> object:
+    if cls := STANDARD_FACETS.get((place, key)):
+        return _parse(cls, value)
+    assert value.get("_producer") and value.get("_schemaURL"), (place, key, value)
+    return value
+
+
+def test_every_event_parses_into_openlineage_python_models(events) -> None:
+    parsed = [_parse(RunEvent, e) for e in events]
+    assert len(parsed) == len(events) > 50
+    assert {p.eventType for p in parsed} >= {RunState.START, RunState.COMPLETE}
+
+
+def _column_lineage(events: list[dict]) -> dict[tuple[str, str], dict[str, list]]:
+    """Dataset (namespace, name) -> column -> its input fields, from the newest COMPLETE event
+    that describes it, read through the client's models."""
+    written: dict[tuple[str, str], dict[str, list]] = {}
+    for event in (_parse(RunEvent, e) for e in events):
+        if event.eventType != RunState.COMPLETE:
+            continue
+        for output in event.outputs or []:
+            facet = (output.facets or {}).get("columnLineage")
+            if isinstance(facet, column_lineage_dataset.ColumnLineageDatasetFacet):
+                written[(output.namespace, output.name)] = {
+                    column: spec.inputFields for column, spec in facet.fields.items()
+                }
+    return written
+
+
+def test_column_lineage_names_only_tables_and_sources_that_exist(events) -> None:
+    """A lake dataset is a Delta table on disk; any other is a source a dlt load read."""
+    sources = {
+        (i["namespace"], i["name"])
+        for e in events
+        if e["job"]["name"].startswith("dlt.")
+        for i in e.get("inputs", [])
+    }
+    named = {(f.namespace, f.name) for cols in _column_lineage(events).values()
+             for fields in cols.values() for f in fields}  # fmt: skip
+    assert named
+    for namespace, name in named:
+        if namespace == "file":
+            assert (Path(name) / "_delta_log").is_dir(), name
+        else:
+            assert (namespace, name) in sources, (namespace, name)
+    for event in events:  # and in each event, only the run's own datasets
+        own = {
+            (d["namespace"], d["name"]) for d in event.get("inputs", []) + event.get("outputs", [])
+        }
+        for output in event.get("outputs", []):
+            for spec in output["facets"].get("columnLineage", {}).get("fields", {}).values():
+                for f in spec["inputFields"]:
+                    assert (f["namespace"], f["name"]) in own, (event["job"]["name"], f)
+                    assert f["transformations"], (event["job"]["name"], f)
+
+
+def test_a_gold_column_walks_to_its_source_fields_by_name_alone(events, spark: Settings) -> None:
+    """Through the events' own names (no symlink followed, no project graph code): from
+    gold.customer_360.lifetime_value to the Snowflake and FX fields it is computed from."""
+    written = _column_lineage(events)
+    start = ("file", str((spark.warehouse_dir / "gold.db" / "customer_360").resolve()))
+    assert start in written
+    leaves, seen = set(), set()
+    todo = [(*start, "lifetime_value")]
+    while todo:
+        namespace, name, column = todo.pop()
+        if (namespace, name, column) in seen:
+            continue
+        seen.add((namespace, name, column))
+        upstream = written.get((namespace, name), {}).get(column)
+        if upstream is None:
+            leaves.add((namespace, name, column))
+            continue
+        todo += [(f.namespace, f.name, f.field) for f in upstream]
+    sources = {
+        (i["namespace"], i["name"])
+        for e in events
+        if e["job"]["name"].startswith("dlt.")
+        for i in e.get("inputs", [])
+    }
+    assert {(namespace, name) for namespace, name, _ in leaves} <= sources, leaves
+    # the order lines' quantity and price, the order's currency, the day's FX rate
+    assert {"quantity", "unit_price", "currency", "rate"} <= {c for _, _, c in leaves}, leaves

@@ -1,11 +1,11 @@
 """Dataset names, chosen so that one table has one name whoever reports it.
 
-dbt-ol and Cosmos name a lake table ``spark://<thrift host>:<port>`` + ``<schema>.<table>``
-(sources by their dbt ``name``, which for bronze is ``bronze_<source>.<table>``). dlt writes a
-storage path. A bronze table is therefore emitted under its path (namespace ``file``, as Airflow
-names the Asset of the same table) with a ``symlinks`` facet giving its table name; the graph
-(and Marquez) resolve the symlink, so the dlt load, the Airflow task and the dbt models meet on
-one dataset.
+A lake table (bronze, silver, gold, dq) is named by its location, as OpenLineage's Spark
+integration names a Delta table: namespace ``file`` + absolute path, or ``s3://<bucket>`` + key.
+dbt-ol and Cosmos name it ``spark://<thrift host>:<port>`` + ``<schema>.<table>`` (bronze by its
+dbt source ``bronze_<source>.<table>``); the platform's transformer
+(lakehouse/observability/lineage/transform.py) renames that to the location before the event
+leaves, and keeps the catalog name as a ``symlinks`` alias, as dlt's loads and the publish do.
 
 Source systems and warehouses follow OpenLineage's naming spec where it has one
 (``postgres://host:port`` + ``db.schema.table``, ``kafka://host:port`` + topic,
@@ -65,9 +65,17 @@ def location_dataset(location: Location) -> DatasetId:
     return DatasetId(f"s3://{bucket}", location.uri.removeprefix(f"s3://{bucket}/"))
 
 
-def lake_table(settings: Settings, qualified_name: str) -> DatasetId:
-    """A silver or gold table (``schema.table``) as dbt-ol names the model."""
+def catalog_table(settings: Settings, qualified_name: str) -> DatasetId:
+    """A silver, gold or dq table (``schema.table``) by its catalog name, as dbt-ol names the
+    model before the platform's transformer renames it (lineage/transform.py): its symlink."""
     return DatasetId(spark_namespace(settings), qualified_name)
+
+
+def lake_table(settings: Settings, qualified_name: str) -> DatasetId:
+    """A silver, gold or dq table (``schema.table``) by where the engine keeps it
+    (``<warehouse>/<schema>.db/<table>``): its one identity for every producer."""
+    schema, _, table = qualified_name.partition(".")
+    return location_dataset(settings.warehouse / f"{schema}.db" / table)
 
 
 def sql_table(url: str, schema: str | None, table: str) -> DatasetId:

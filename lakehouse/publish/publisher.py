@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from lakehouse.core import naming
@@ -103,12 +104,15 @@ def _metrics(
 
 def _gold_dataset(settings: Settings, snapshot: Snapshot) -> Dataset:
     columns = {f.name: str(f.type) for f in snapshot.data.schema}
-    return Dataset(naming.lake_table(settings, f"{GOLD_SCHEMA}.{snapshot.table}"), columns)
+    table = f"{GOLD_SCHEMA}.{snapshot.table}"
+    # named by location, as every producer names a lake table; the catalog name as its alias
+    return Dataset(naming.lake_table(settings, table), columns,
+                   symlink=naming.catalog_table(settings, table))  # fmt: skip
 
 
 def _served_dataset(wh: Warehouse, gold: Dataset, rows: int) -> Dataset:
     """A served table: every gold column lands unchanged (plus the batch columns publish adds)."""
-    table = gold.id.name.split(".")[-1]
+    table = PurePosixPath(gold.id.name).name  # <warehouse>/gold.db/<table>
     return Dataset(
         id=wh.dataset(table),
         columns=gold.columns,

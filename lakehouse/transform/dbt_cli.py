@@ -82,8 +82,8 @@ def dbt(
         # dbt-ol runs dbt, then emits a START/COMPLETE pair per node with column lineage. It
         # starts the `dbt` found on PATH, so this environment's comes first.
         dbt_exe = bin_dir / "dbt-ol"
-        env = {**env, **emit.environment(settings),
-               "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", "")])}  # fmt: skip
+        path = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+        env = emit.emitter_environment(settings, {**env, "PATH": path})
     cmd = [str(dbt_exe), *args, "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROFILES_DIR)]  # fmt: skip
     if not {"--target", "-t"} & set(args):

@@ -32,8 +32,12 @@ def test_a_bronze_table_has_one_name_per_emitter(tmp_settings: Settings) -> None
     assert location == naming.DatasetId(
         "file", str((tmp_settings.bronze_dir / "crm" / "contacts").resolve())
     )
-    assert naming.lake_table(tmp_settings, "gold.customer_360").namespace == (
-        naming.spark_namespace(tmp_settings)
+    # silver/gold likewise by location, the catalog name kept as the alias dbt-ol emits
+    assert naming.lake_table(tmp_settings, "gold.customer_360") == naming.location_dataset(
+        tmp_settings.warehouse / "gold.db" / "customer_360"
+    )
+    assert naming.catalog_table(tmp_settings, "gold.customer_360") == naming.DatasetId(
+        naming.spark_namespace(tmp_settings), "gold.customer_360"
     )
 
 

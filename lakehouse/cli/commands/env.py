@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from lakehouse.core.config import Settings
 from lakehouse.observability.lineage import emit
@@ -13,7 +14,9 @@ from lakehouse.stack.jars import engine_jars
 def run(settings: Settings, args: argparse.Namespace) -> int:
     classpath = ":".join(str(j) for j in engine_jars())
     for name, value in emit.environment(settings).items():
-        print(f"export {name}={value}")  # for dbt-ol typed by hand
+        print(f"export {name}={shlex.quote(value)}")  # for dbt-ol typed by hand
+    # the transport above wraps these; left set, a config file would win over it
+    print("unset OPENLINEAGE_URL OPENLINEAGE_CONFIG")
     print(f"export LAKEHOUSE_HOME={settings.home}")
     print(f"export LAKEHOUSE_THRIFT_HOST={settings.engine.host}")
     print(f"export LAKEHOUSE_THRIFT_PORT={settings.engine.port}")

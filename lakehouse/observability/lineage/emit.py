@@ -6,7 +6,10 @@ publishes) and ``dbt-ol`` (dbt runs, lakehouse/transform/dbt_cli.py) write to
 by default, one JSON event per line; Airflow's provider writes ``airflow.jsonl`` beside it. Set
 ``OPENLINEAGE_URL`` (Marquez or any OpenLineage backend), ``OPENLINEAGE_CONFIG`` or the client's
 ``OPENLINEAGE__TRANSPORT__*`` variables and every emitter sends there instead;
-``OPENLINEAGE_DISABLED=true`` turns lineage off.
+``OPENLINEAGE_DISABLED=true`` turns lineage off. Whichever transport is chosen, it is wrapped in
+openlineage-python's ``transform`` transport with the platform's transformer
+(lakehouse/observability/lineage/transform.py): lake tables named by location, no phantom
+datasets, transformation types on column lineage.
 
 A job run emits START before it touches data and COMPLETE (or FAIL, with the error) after, so a
 run that dies half-way is visible as such. Under Airflow, ``OPENLINEAGE_PARENT_ID``
@@ -15,10 +18,11 @@ run that dies half-way is visible as such. Under Airflow, ``OPENLINEAGE_PARENT_I
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,16 +43,19 @@ from openlineage.client.facet_v2 import (
     parent_run,
     processing_engine_run,
 )
-from openlineage.client.transport.file import FileConfig, FileTransport
+from openlineage.client.transport import get_default_factory
 from openlineage.client.uuid import generate_new_uuid
 
+from lakehouse.core import naming
 from lakehouse.core.config import Settings
 from lakehouse.core.datasets import Dataset
+from lakehouse.observability.lineage import transform
 
 log = logging.getLogger(__name__)
 NAMESPACE = "lakehouse"  # job namespace, shared with Airflow's (AIRFLOW__OPENLINEAGE__NAMESPACE)
 PRODUCER = f"urn:lakehouse:{version('lakehouse')}"
-_ELSEWHERE = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE_DISABLED")
+_ELSEWHERE = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG")
+TRANSFORMER = f"{transform.__name__}.{transform.LakeTransformer.__name__}"
 
 
 def events_file(settings: Settings) -> Path:
@@ -56,32 +63,83 @@ def events_file(settings: Settings) -> Path:
     return settings.home / "lineage" / "events.jsonl"
 
 
-def configured_elsewhere() -> bool:
-    """True when the user chose a transport (or none): then the file default stays out of it."""
-    return any(os.environ.get(k) for k in _ELSEWHERE) or any(
-        k.startswith("OPENLINEAGE__TRANSPORT") for k in os.environ
-    )
+def disabled() -> bool:
+    return os.environ.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true"
+
+
+def user_transport() -> dict[str, Any] | None:
+    """The transport the user configured, as the client would resolve it: ``OPENLINEAGE__
+    TRANSPORT*`` variables, then the ``OPENLINEAGE_CONFIG`` file, then ``OPENLINEAGE_URL``."""
+    from_env = (OpenLineageClient._load_config_from_env_variables() or {}).get("transport")
+    if from_env and from_env.get("type"):
+        return from_env
+    if path := os.environ.get("OPENLINEAGE_CONFIG"):
+        from_file = OpenLineageClient._get_config_file_content(path).get("transport")
+        if from_file and from_file.get("type"):
+            return from_file
+    if url := os.environ.get("OPENLINEAGE_URL"):
+        endpoint = os.environ.get("OPENLINEAGE_ENDPOINT", "api/v1/lineage")
+        http: dict[str, Any] = {"type": "http", "url": url, "endpoint": endpoint}
+        if key := os.environ.get("OPENLINEAGE_API_KEY"):
+            http["auth"] = {"type": "api_key", "apiKey": key}
+        return http
+    return None
+
+
+def transformer_properties(settings: Settings) -> dict[str, Any]:
+    """Where the engine's catalog keeps its tables, for transform.LakeTransformer."""
+
+    def root(dataset: naming.DatasetId) -> dict[str, str]:
+        return {"namespace": dataset.namespace, "name": dataset.name}
+
+    return {
+        "catalog": naming.spark_namespace(settings),
+        "bronze": root(naming.location_dataset(settings.bronze)),
+        "warehouse": root(naming.location_dataset(settings.warehouse)),
+        "schemas": {"ops": root(naming.location_dataset(settings.lake / "ops"))},
+    }
+
+
+def transport_config(settings: Settings, inner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``transform`` transport around ``inner`` (the user's transport, else the file)."""
+    if inner is None:
+        inner = user_transport()
+    if inner is None:
+        events_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        inner = {"type": "file", "log_file_path": str(events_file(settings)), "append": True}
+    if inner.get("type") == "transform" and inner.get("transformer_class") == TRANSFORMER:
+        return inner  # already ours
+    return {
+        "type": "transform",
+        "transformer_class": TRANSFORMER,
+        "transformer_properties": transformer_properties(settings),
+        "transport": inner,
+    }
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    """Variables for any OpenLineage emitter the platform starts (dbt-ol reads the same ones)."""
+    """Variables for any OpenLineage emitter the platform starts (dbt-ol reads the same ones):
+    the user's transport, or the file, wrapped, as the one ``OPENLINEAGE__TRANSPORT``."""
     env = {"OPENLINEAGE_NAMESPACE": job_namespace()}
-    if not configured_elsewhere():
-        events_file(settings).parent.mkdir(parents=True, exist_ok=True)
-        env |= {
-            "OPENLINEAGE__TRANSPORT__TYPE": "file",
-            "OPENLINEAGE__TRANSPORT__LOG_FILE_PATH": str(events_file(settings)),
-            "OPENLINEAGE__TRANSPORT__APPEND": "true",
-        }
+    if not disabled():
+        env["OPENLINEAGE__TRANSPORT"] = json.dumps(transport_config(settings))
     return env
 
 
+def emitter_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``environment``, less the variables it replaces: a config file would win
+    over it, and ``OPENLINEAGE__TRANSPORT__*`` would be merged into it."""
+    if disabled():
+        return {**base, **environment(settings)}
+    kept = {k: v for k, v in base.items()
+            if k not in _ELSEWHERE and not k.startswith("OPENLINEAGE__TRANSPORT")}  # fmt: skip
+    return {**kept, **environment(settings)}
+
+
 def client(settings: Settings) -> OpenLineageClient:
-    if configured_elsewhere():
-        return OpenLineageClient()  # the client's own configuration: URL, config file or env
-    events_file(settings).parent.mkdir(parents=True, exist_ok=True)
-    config = FileConfig(log_file_path=str(events_file(settings)), append=True)
-    return OpenLineageClient(transport=FileTransport(config))
+    if disabled():
+        return OpenLineageClient()  # the client's no-op transport
+    return OpenLineageClient(transport=get_default_factory().create(transport_config(settings)))
 
 
 @dataclass

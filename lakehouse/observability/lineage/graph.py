@@ -1,15 +1,18 @@
 """Reading OpenLineage event files back into one column-level lineage graph.
 
 Every emitter's events are read: the platform's (dlt loads, dbt-ol, publishes) and Airflow's
-(Cosmos-run dbt). Datasets known by two names (a bronze path with a ``symlinks`` table name)
-become one node under the table name, so the graph runs unbroken from a source system through
-bronze, silver and gold to the warehouses. For each dataset the newest COMPLETE event that
-carries column lineage is the truth: a model whose SQL changed is described by its last run.
+(Cosmos-run dbt). Every lake table is named by its location, with its catalog name as a
+``symlinks`` alias (lakehouse/core/naming.py); the node is shown under the catalog name
+(``gold.customer_360`` reads better than a path), and ``find`` accepts either. The graph runs
+unbroken from a source system through bronze, silver and gold to the warehouses. For each
+dataset the newest COMPLETE event that carries column lineage is the truth: a model whose SQL
+changed is described by its last run.
 
 openlineage-sql sometimes leaves a reference it could not resolve inside one query (a CTE's
-literal column, a lambda variable such as ``x -> x != ''``) as if it were a table. A field whose
-dataset appears in no event is such a name: it is dropped and counted (``unresolved``), never
-shown as an upstream.
+literal column, a lambda variable such as ``x -> x != ''``) as if it were a table. The platform's
+transformer drops those before events leave (lineage/transform.py); a file written without it
+may still hold one. A field whose dataset appears in no event is such a name: it is dropped and
+counted (``unresolved``), never shown as an upstream.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lakehouse.core.config import REPO_ROOT, Settings
 from lakehouse.core.dbt_paths import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+from lakehouse.observability.lineage import emit
 from lakehouse.stack.processes import (
     ExitedAtStartup,
     live_pid,
@@ -73,6 +74,17 @@ def manifest_path() -> Path:
 def lineage_file(settings: Settings) -> Path:
     """OpenLineage events of Airflow-run tasks (the provider's file transport)."""
     return settings.home / "lineage" / "airflow.jsonl"
+
+
+def lineage_transport(settings: Settings) -> str:
+    """The provider's transport: the one the user set (AIRFLOW__OPENLINEAGE__TRANSPORT, else the
+    client's variables), else the file, wrapped in the platform's transformer as every emitter's
+    is (lakehouse/observability/lineage/transform.py; docs/lineage.md)."""
+    chosen = os.environ.get("AIRFLOW__OPENLINEAGE__TRANSPORT")
+    inner = json.loads(chosen) if chosen else emit.user_transport()
+    if inner is None:
+        inner = {"type": "file", "log_file_path": str(lineage_file(settings)), "append": True}
+    return json.dumps(emit.transport_config(settings, inner))
 
 
 def _pid_file(settings: Settings, component: str) -> Path:
@@ -147,10 +159,6 @@ def environment(settings: Settings) -> dict[str, str]:
         # payload, in the loop that reads dbt's output while dbt waits on the pipe. Off, the
         # backup is written once, by the failure and retry callbacks (docs/orchestration.md).
         "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
-        # OpenLineage from every task (Cosmos-run dbt models carry column lineage) to a file.
-        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-            {"type": "file", "log_file_path": str(lineage_file(settings)), "append": True}
-        ),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "lakehouse",
     }
     return {
@@ -162,9 +170,15 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": _secret(air_home / "api_secret"),
         # lakehouse_airflow (alerts, settings) must import in every component, the triggerer
         # included (it runs the deadline callbacks).
+        # The repository root too: the provider's transport loads the platform's transformer
+        # (lakehouse/observability/lineage/transform.py imports openlineage and the standard
+        # library only; no other module of the platform is imported in Airflow).
         "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ORCHESTRATION_DIR), os.environ.get("PYTHONPATH")])
+            filter(None, [str(ORCHESTRATION_DIR), str(REPO_ROOT), os.environ.get("PYTHONPATH")])
         ),
+        # OpenLineage from every task (Cosmos-run dbt models carry column lineage), through the
+        # platform's transformer, to the user's backend or a file.
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": lineage_transport(settings),
         "LAKEHOUSE_AIRFLOW_SETTINGS": str(air_home / "lakehouse.json"),
         "LAKEHOUSE_HOME": str(settings.home),
         "LAKEHOUSE_THRIFT_HOST": settings.engine.host,
