@@ -13,6 +13,7 @@ import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -197,6 +198,29 @@ class StandInsConfig(_Strict):
     fx: str = "https://fx.lakehouse.example:443"  # the FX API, as FX_BASE_URL would set it
     # the Snowflake warehouse (the fakesnow emulator), as SNOWFLAKE_ACCOUNT would set it
     snowflake_warehouse: str = "lakehouse-analytics"
+
+    @field_validator("snowflake")
+    @classmethod
+    def _a_snowflake_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "snowflake" or not parts.hostname or parts.path.count("/") != 2:
+            raise ValueError(f"{value!r}: not snowflake://<org>-<account>/<DATABASE>/<SCHEMA>")
+        return value
+
+    @field_validator("crm", "fx")
+    @classmethod
+    def _an_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.password:
+            raise ValueError(f"{value!r}: not an http(s)://<host>[:<port>] URL without credentials")
+        return value
+
+    @field_validator("snowflake_warehouse")
+    @classmethod
+    def _an_account(cls, value: str) -> str:
+        if not value or any(c in value for c in "/:@"):
+            raise ValueError(f"{value!r}: not a Snowflake account identifier (<org>-<account>)")
+        return value
 
     def of_source(self, source: str) -> str | None:
         """The identity of ``source``'s stand-in; None: the stand-in is named by its address."""
