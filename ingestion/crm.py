@@ -28,7 +28,7 @@ from dlt.sources.rest_api import rest_api_source
 from requests import Response
 
 from ingestion.contracts import GuardStats, TableContract, attach_guard, dlt_schema_contract
-from ingestion.spec import Backfill, LoadRequest, SourceSpec, stable_base_url
+from ingestion.spec import Backfill, LoadRequest, SourceSpec
 from lakehouse.core import naming
 from lakehouse.core.config import CrmSourceConfig, SchemaPolicy
 
@@ -171,7 +171,7 @@ SPEC = SourceSpec(
     build=_build,
     contracts=lambda conf: {c.name: c for c in (CONTACTS, ACCOUNTS)},
     reads=lambda table, conf, where, local: naming.http_endpoint(
-        stable_base_url(where["base_url"], local), ENDPOINT.format(table=table)
+        where["base_url"], ENDPOINT.format(table=table)
     ),
     system=lambda where: f"CRM API {where['base_url']}",
     settings=CrmSourceConfig,

@@ -28,7 +28,7 @@ from ingestion.contracts import (
     dlt_schema_contract,
     guard_one,
 )
-from ingestion.spec import Backfill, LoadRequest, SourceSpec, stable_base_url
+from ingestion.spec import Backfill, LoadRequest, SourceSpec
 from lakehouse.core import naming
 from lakehouse.core.config import FxSourceConfig, SchemaPolicy
 
@@ -166,9 +166,7 @@ SPEC = SourceSpec(
     name="fx",
     build=_build,
     contracts=lambda conf: {RATES.name: RATES},
-    reads=lambda table, conf, where, local: naming.http_endpoint(
-        stable_base_url(where["base_url"], local), ENDPOINT
-    ),
+    reads=lambda table, conf, where, local: naming.http_endpoint(where["base_url"], ENDPOINT),
     system=lambda where: f"FX API {where['base_url']}",
     settings=FxSourceConfig,
     location={"base_url": "FX_BASE_URL"},

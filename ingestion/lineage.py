@@ -29,10 +29,15 @@ def contracts(source: str, settings: Settings) -> dict[str, TableContract]:
 def source_dataset(
     source: str, table: str, settings: Settings, where: Locations
 ) -> naming.DatasetId:
-    """Where ``table`` of ``source`` is read from, named after the system that serves it."""
+    """Where ``table`` of ``source`` is read from, named after the system that serves it: a
+    stand-in that emulates another system as that system, under the address configured for it
+    (``services.stand_ins``, docs/lineage.md), in place of where it listens this run."""
     spec = registry.spec(source)
     local = source in where.local
-    return spec.reads(table, registry.conf(source, settings), where.of(spec), local)
+    location = where.of(spec)
+    if local and (named_as := settings.services.stand_ins.of_source(source)):
+        location = {**location, next(iter(spec.location)): named_as}
+    return spec.reads(table, registry.conf(source, settings), location, local)
 
 
 def inputs(source: str, settings: Settings, where: Locations) -> dict[str, Dataset]:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # types only: naming a source (the CLI's choices) must not import dlt
     from pydantic import BaseModel
@@ -74,7 +73,9 @@ class SourceSpec:
     name: str
     build: Callable[[LoadRequest], Any]  # the dlt source for one load
     contracts: Callable[[Any], dict[str, TableContract]]  # conf -> bronze tables (not quarantine)
-    # lineage's input dataset: (table, conf, location, local stand-in?) -> what the load reads
+    # lineage's input dataset: (table, conf, location, local stand-in?) -> what the load reads;
+    # for a stand-in that emulates another system, the location holds the identity configured
+    # for it (``services.stand_ins``), not where it listens (ingestion/lineage.py)
     reads: Callable[[str, Any, Mapping[str, str], bool], DatasetId]
     system: Callable[[Mapping[str, str]], str]  # the system, as a failure names it (no secrets)
     settings: type[BaseModel]  # its ``sources.<name>`` section; defaults when the section is absent
@@ -82,13 +83,3 @@ class SourceSpec:
     secrets: frozenset[str] = frozenset()
     backfill: Backfill = Backfill(why_not="it declares no backfill cursor")
     identity: str = "url"  # how home_record names its system: url | sqlalchemy | brokers
-
-
-def stable_base_url(served_at: str, local: bool) -> str:
-    """An API's base URL as lineage names it. A local stand-in listens on a new port each run,
-    so it is named without the port: one dataset across runs, as a production API's stable URL
-    is."""
-    if not local:
-        return served_at
-    parts = urlsplit(served_at)
-    return f"{parts.scheme}://{parts.hostname}{parts.path}"

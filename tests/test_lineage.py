@@ -15,6 +15,7 @@ import types
 import typing
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attr
 import pytest
@@ -138,6 +139,20 @@ def test_every_dlt_load_emits_start_and_complete_with_schema_and_table_name(
         assert len(inputs) == len(contracts)
         assert not any("password" in i["namespace"] or "@" in i["namespace"]
                        for i in complete["inputs"])  # fmt: skip
+        # each named by OpenLineage's naming spec, an emulating stand-in as the system it stands
+        # in for (services.stand_ins), the real PostgreSQL and broker by address (docs/lineage.md)
+        assert {i["namespace"] for i in complete["inputs"]} == {_source_namespace(source, spark)}
+
+
+def _source_namespace(source: str, settings: Settings) -> str:
+    stand_ins, services = settings.services.stand_ins, settings.services
+    return {
+        "snowflake": f"snowflake://{urlsplit(stand_ins.snowflake).hostname}",
+        "crm": stand_ins.crm,
+        "fx": stand_ins.fx,
+        "redshift": f"postgres://127.0.0.1:{services.postgres_port}",
+        "kafka": f"kafka://127.0.0.1:{services.kafka_port}",
+    }[source]
 
 
 def test_dbt_reads_the_same_bronze_datasets_dlt_wrote(events, spark: Settings) -> None:

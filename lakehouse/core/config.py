@@ -13,6 +13,7 @@ import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -183,6 +184,49 @@ class SourcesConfig(_Strict):
     kafka: KafkaSourceConfig
 
 
+class StandInsConfig(_Strict):
+    """What lineage names the local stand-ins that emulate another system by: that system, under
+    the address a production deploy would set for it (credentials aside), so the stand-in's
+    datasets are named as the real system's are (docs/lineage.md). The stand-ins themselves are
+    a SQLite file of the home and HTTP servers on a port of the day: not names a lineage tool can
+    join across runs, nor any system the spec names. The real PostgreSQL and Kafka broker are
+    named by their own addresses."""
+
+    # the Snowflake source, as SNOWFLAKE_URL would set it: snowflake://<org>-<account>/<DB>/<SCHEMA>
+    snowflake: str = "snowflake://lakehouse-shop/SHOP/PUBLIC"
+    crm: str = "https://crm.lakehouse.example:443"  # the CRM API, as CRM_BASE_URL would set it
+    fx: str = "https://fx.lakehouse.example:443"  # the FX API, as FX_BASE_URL would set it
+    # the Snowflake warehouse (the fakesnow emulator), as SNOWFLAKE_ACCOUNT would set it
+    snowflake_warehouse: str = "lakehouse-analytics"
+
+    @field_validator("snowflake")
+    @classmethod
+    def _a_snowflake_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "snowflake" or not parts.hostname or parts.path.count("/") != 2:
+            raise ValueError(f"{value!r}: not snowflake://<org>-<account>/<DATABASE>/<SCHEMA>")
+        return value
+
+    @field_validator("crm", "fx")
+    @classmethod
+    def _an_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.password:
+            raise ValueError(f"{value!r}: not an http(s)://<host>[:<port>] URL without credentials")
+        return value
+
+    @field_validator("snowflake_warehouse")
+    @classmethod
+    def _an_account(cls, value: str) -> str:
+        if not value or any(c in value for c in "/:@"):
+            raise ValueError(f"{value!r}: not a Snowflake account identifier (<org>-<account>)")
+        return value
+
+    def of_source(self, source: str) -> str | None:
+        """The identity of ``source``'s stand-in; None: the stand-in is named by its address."""
+        return getattr(self, source, None) if source in {"snowflake", "crm", "fx"} else None
+
+
 class ServicesConfig(_Strict):
     postgres_port: int = Field(5433, ge=1, le=65535)
     snowflake_port: int = Field(8085, ge=1, le=65535)
@@ -190,6 +234,7 @@ class ServicesConfig(_Strict):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     # The local S3-compatible server (lakehouse/stack/services/s3.py), for a lake on s3://.
     s3_port: int = Field(9000, ge=1, le=65535)
+    stand_ins: StandInsConfig = StandInsConfig()
 
 
 class StorageConfig(_Strict):

@@ -7,9 +7,14 @@ dbt source ``bronze_<source>.<table>``); the platform's transformer
 (lakehouse/observability/lineage/transform.py) renames that to the location before the event
 leaves, and keeps the catalog name as a ``symlinks`` alias, as dlt's loads and the publish do.
 
-Source systems and warehouses follow OpenLineage's naming spec where it has one
-(``postgres://host:port`` + ``db.schema.table``, ``kafka://host:port`` + topic,
-``snowflake://account`` + ``DB.SCHEMA.TABLE``); an HTTP API is ``scheme://host:port`` + path.
+Source systems and warehouses follow OpenLineage's naming spec (https://openlineage.io/docs/spec/
+naming), built with the client's own helpers (``openlineage.client.naming.dataset``):
+``postgres://host:port`` + ``db.schema.table``, ``redshift://cluster.region:port`` +
+``db.schema.table``, ``kafka://host:port`` + topic, ``snowflake://org-account`` +
+``DB.SCHEMA.TABLE``. The spec has no HTTP entry: an API is named by its general rule,
+``scheme://host:port`` + path. A local stand-in that emulates a system (the SQLite file for the
+Snowflake source, fakesnow for the Snowflake warehouse, the CRM and FX HTTP servers) is named as
+the system it stands in for, under the identity ``services.stand_ins`` configures (docs/lineage.md).
 """
 
 from __future__ import annotations
@@ -18,12 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from openlineage.client.naming import dataset as ol_naming
+
 from lakehouse.core.config import Settings
 from lakehouse.core.storage import Location, bucket_of
 
 # SQLAlchemy drivers -> OpenLineage namespace schemes
 _SCHEMES = {"postgresql": "postgres", "redshift": "redshift", "snowflake": "snowflake",
             "sqlite": "sqlite", "mysql": "mysql"}  # fmt: skip
+# The port a name carries when an address gives none (the spec's namespaces all have one)
+DEFAULT_PORTS = {"postgres": 5432, "redshift": 5439, "mysql": 3306, "kafka": 9092, "http": 80,
+                 "https": 443}  # fmt: skip
 
 
 @dataclass(frozen=True, order=True)
@@ -79,29 +89,72 @@ def lake_table(settings: Settings, qualified_name: str) -> DatasetId:
 
 
 def sql_table(url: str, schema: str | None, table: str) -> DatasetId:
-    """A table of a database reached by SQLAlchemy ``url`` (credentials never in the name)."""
+    """A table of a database reached by SQLAlchemy ``url`` (credentials never in the name), by
+    the spec's entry for the database; its port, when the URL has none, is the system's default."""
     parts = urlsplit(url)
     scheme = _SCHEMES.get(parts.scheme.split("+")[0], parts.scheme.split("+")[0])
-    if scheme == "sqlite":  # a file: the path is the database
+    if scheme == "sqlite":  # a file: the path is the database (no spec entry; not a stand-in)
         return DatasetId(f"sqlite://{parts.path}", f"main.{table}")
     host = parts.hostname or "localhost"
-    authority = f"{host}:{parts.port}" if parts.port else host
     path = [p for p in parts.path.split("/") if p]  # /database or /database/schema
     database = path[0] if path else None
     schema = schema or (path[1] if len(path) > 1 else None)
-    name = ".".join(p for p in (database, schema, table) if p)
     if scheme == "snowflake":
-        return DatasetId(f"snowflake://{host}", name.upper())
+        return snowflake_table(host, database, schema, table)
+    port = parts.port or DEFAULT_PORTS.get(scheme)
+    if database and schema:
+        if scheme == "postgres":
+            return _named(ol_naming.Postgres(host, str(port), database, schema, table))
+        if scheme == "redshift":
+            return redshift_table(host, port or DEFAULT_PORTS["redshift"], database, schema, table)
+    name = ".".join(p for p in (database, schema, table) if p)
+    authority = f"{host}:{port}" if port else host
     return DatasetId(f"{scheme}://{authority}", name)
 
 
+def snowflake_table(
+    account: str, database: str | None, schema: str | None, table: str
+) -> DatasetId:
+    """The spec's Snowflake name: ``snowflake://<organization>-<account>`` +
+    ``DATABASE.SCHEMA.TABLE``. ``account`` is the account identifier a deploy configures
+    (``<org>-<account>``; a legacy locator is kept as given), lowercased: Snowflake's account
+    identifiers are case-insensitive, and unquoted object names resolve upper-case."""
+    account = account.lower()
+    organization, _, name = account.partition("-")
+    if organization and name and database and schema:
+        parts = (database.upper(), schema.upper(), table.upper())
+        return _named(ol_naming.Snowflake(organization, name, *parts))
+    qualified = ".".join(p for p in (database, schema, table) if p).upper()
+    return DatasetId(f"snowflake://{account}", qualified)
+
+
+def redshift_table(host: str, port: int, database: str, schema: str, table: str) -> DatasetId:
+    """The spec's Redshift name: ``redshift://<cluster identifier>.<region>:<port>`` +
+    ``database.schema.table``, the cluster and region read from an endpoint host
+    (``<cluster>.<id>.<region>.redshift.amazonaws.com``); any other host is kept whole."""
+    labels = host.lower().split(".")
+    if len(labels) == 6 and host.lower().endswith(".redshift.amazonaws.com"):
+        return _named(ol_naming.Redshift(labels[0], labels[2], str(port), database, schema, table))
+    return DatasetId(f"redshift://{host}:{port}", f"{database}.{schema}.{table}")
+
+
 def http_endpoint(base_url: str, path: str) -> DatasetId:
+    """An HTTP API's endpoint. The spec has no entry for HTTP, so its general rule applies:
+    namespace ``scheme://authority`` (host and port, the scheme's default port when the URL has
+    none, never user or password), name the path."""
     parts = urlsplit(base_url)
-    authority = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
     base_path = parts.path.rstrip("/")
-    return DatasetId(f"{parts.scheme}://{authority}", f"{base_path}/{path.lstrip('/')}")
+    return DatasetId(f"{parts.scheme}://{parts.hostname}:{port}", f"{base_path}/{path.lstrip('/')}")
 
 
 def kafka_topic(bootstrap_servers: str, topic: str) -> DatasetId:
-    first = bootstrap_servers.split(",")[0].strip()
-    return DatasetId(f"kafka://{first}", topic)
+    """The spec's Kafka name: the first bootstrap server (``kafka://host:port``) + the topic."""
+    first = urlsplit(f"//{bootstrap_servers.split(',')[0].strip()}")
+    port = first.port or DEFAULT_PORTS["kafka"]
+    return _named(ol_naming.Kafka(first.hostname or "localhost", str(port), topic))
+
+
+def _named(naming: ol_naming.DatasetNaming) -> DatasetId:
+    """A name built by the OpenLineage client's own naming helpers."""
+    return DatasetId(naming.get_namespace(), naming.get_name())

@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakehouse.core import naming
 from lakehouse.core.config import Settings
 from lakehouse.core.naming import DatasetId
 from lakehouse.stack.services import postgres
@@ -193,9 +194,13 @@ class SnowflakeWarehouse(Warehouse):
         return f"{SERVED_SCHEMA}.{table}"
 
     def dataset(self, table: str) -> DatasetId:
-        account = os.environ.get("SNOWFLAKE_ACCOUNT", "fakesnow")
+        """The served table by the spec's Snowflake name; the emulator as the Snowflake account
+        it stands in for (``services.stand_ins.snowflake_warehouse``, docs/lineage.md)."""
+        account = os.environ.get("SNOWFLAKE_ACCOUNT") or (
+            self.settings.services.stand_ins.snowflake_warehouse
+        )
         database = os.environ.get("SNOWFLAKE_DATABASE", "ANALYTICS")
-        return DatasetId(f"snowflake://{account}", f"{database}.{self.served_table(table)}".upper())
+        return naming.snowflake_table(account, database, SERVED_SCHEMA, table)
 
     def _column_type(self, data_type: pa.DataType) -> str:
         if pa.types.is_boolean(data_type):
@@ -298,14 +303,18 @@ class RedshiftWarehouse(Warehouse):
         return f"{SERVED_SCHEMA}.{table}_history"
 
     def dataset(self, table: str) -> DatasetId:
+        """The served table by the spec's name for what serves it: the local PostgreSQL as
+        PostgreSQL (it is one, at a stable address), a production Redshift as Redshift."""
+        served = self.served_table(table).split(".")[-1]
         if self.local:
-            namespace = f"postgres://{postgres.HOST}:{self.settings.services.postgres_port}"
+            port = self.settings.services.postgres_port
             database = postgres.WAREHOUSE_DATABASE
-        else:
-            env = os.environ
-            namespace = f"redshift://{env['REDSHIFT_HOST']}:{env.get('REDSHIFT_PORT', '5439')}"
-            database = env.get("REDSHIFT_DATABASE", "analytics")
-        return DatasetId(namespace, f"{database}.{self.served_table(table)}")
+            url = f"postgresql://{postgres.HOST}:{port}/{database}"
+            return naming.sql_table(url, SERVED_SCHEMA, served)
+        env = os.environ
+        port = int(env.get("REDSHIFT_PORT", "5439"))
+        database = env.get("REDSHIFT_DATABASE", "analytics")
+        return naming.redshift_table(env["REDSHIFT_HOST"], port, database, SERVED_SCHEMA, served)
 
     def _column_type(self, data_type: pa.DataType) -> str:
         if pa.types.is_boolean(data_type):

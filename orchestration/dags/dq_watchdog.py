@@ -19,6 +19,7 @@ from airflow.sdk import DAG, Param
 
 from lakehouse_airflow.commands import MACROS, PlatformCommand, command, commands
 from lakehouse_airflow.defaults import default_args
+from lakehouse_airflow.schedules import timetable
 from lakehouse_airflow.settings import load
 
 cfg = load()
@@ -33,7 +34,7 @@ def _override(flag: str, param: str) -> str:
 with DAG(
     dag_id="dq_watchdog",
     description="bronze freshness (dbt), volume vs trailing average, quarantine growth",
-    schedule=cfg.schedules["dq_watchdog"],
+    schedule=timetable(cfg.schedules["dq_watchdog"]),
     catchup=False,
     max_active_runs=1,
     default_args={**default_args(cfg), "retries": 0},

@@ -14,6 +14,7 @@ from airflow.sdk import DAG
 from lakehouse_airflow import assets
 from lakehouse_airflow.commands import MACROS, PlatformCommand, command
 from lakehouse_airflow.defaults import deadline, default_args
+from lakehouse_airflow.schedules import timetable
 from lakehouse_airflow.settings import load
 
 cfg = load()
@@ -21,7 +22,7 @@ cfg = load()
 with DAG(
     dag_id="ingest_sources",
     description="dlt loads of Snowflake, CRM, Redshift, FX and Kafka into bronze Delta tables",
-    schedule=cfg.schedules["ingest_sources"],
+    schedule=timetable(cfg.schedules["ingest_sources"]),
     catchup=False,
     max_active_runs=1,
     default_args=default_args(cfg),

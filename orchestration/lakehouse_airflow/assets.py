@@ -1,7 +1,10 @@
 """Airflow Assets for the lake's tables: what ingest_sources produces and build_analytics needs.
 
-A bronze asset is the Delta table dlt writes, named as dbt (and OpenLineage) name the table
-(``bronze_<source>.<table>``) and identified by its storage location.
+A bronze asset is the Delta table dlt writes, named as dbt names the table
+(``bronze_<source>.<table>``) and identified by its OpenLineage dataset: its storage location,
+as a URI that Airflow's OpenLineage provider translates back to the very namespace and name the
+dlt load and dbt emit (``file`` + absolute path, or ``s3://<bucket>`` + key; the URIs are
+resolved by ``lakehouse airflow up``: lakehouse/stack/services/airflow.py ``asset_uri``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ QUARANTINE = "quarantine"
 def bronze(cfg: DagSettings, source: str, table: str) -> Asset:
     return Asset(
         name=f"bronze_{source}.{table}",
-        uri=f"{cfg.bronze_uri}/{source}/{table}",
+        uri=cfg.bronze_assets[source][table],
         group="bronze",
         extra={"layer": "bronze", "source_system": source},
     )

@@ -23,8 +23,10 @@ class DagSettings:
     dbt_project_dir: Path
     profiles_yml: Path
     manifest: Path  # precompiled: Cosmos renders the graph without running dbt
-    bronze_uri: str  # file:///<path> or s3://bucket/<prefix>: where dlt writes bronze
     bronze_tables: dict[str, list[str]]  # source system -> its bronze tables
+    # source system -> bronze table -> Asset URI (file:///<path> or s3://bucket/<key>), chosen so
+    # that the OpenLineage provider names the Asset as the dlt load and dbt name the table
+    bronze_assets: dict[str, dict[str, str]]
     gold_tables: list[str]
     warehouses: list[str]
     schedules: dict[str, str | None]
@@ -46,8 +48,8 @@ def load() -> DagSettings:
     paths = ("home", "lakehouse", "dbt", "dbt_project_dir", "profiles_yml", "manifest")
     return DagSettings(
         **{key: Path(raw[key]) for key in paths},
-        bronze_uri=raw["bronze_uri"],
         bronze_tables=raw["bronze_tables"],
+        bronze_assets=raw["bronze_assets"],
         gold_tables=raw["gold_tables"],
         warehouses=raw["warehouses"],
         schedules=raw["schedules"],

@@ -26,10 +26,48 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
+def first_runs(serialized: Any) -> dict[str, Any] | None:
+    """When the scheduler would run a time-scheduled DAG that has never run (no start_date, as
+    on the first ``make airflow``): its first run and the one after, beside the time asked. The
+    scheduler's own timetable (the serialized DAG's), asked as the scheduler asks it."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.utils import timezone
+
+    timetable = serialized.timetable
+    if not timetable.periodic:
+        return None
+    restriction = TimeRestriction(serialized.start_date, serialized.end_date, serialized.catchup)
+    now = timezone.utcnow()
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    second = timetable.next_dagrun_info(
+        last_automated_data_interval=first.data_interval, restriction=restriction
+    )
+    return {
+        "timetable": _callable_name(timetable),
+        "asked_at": now.isoformat(),
+        "first": first.run_after.isoformat(),
+        "second": second.run_after.isoformat(),
+    }
+
+
+def openlineage_datasets(assets: Any) -> list[dict[str, Any]]:
+    """Each Asset as Airflow's OpenLineage provider reports it (None: it cannot translate it)."""
+    from airflow.providers.openlineage.utils.utils import translate_airflow_asset
+
+    found = []
+    for asset in assets:
+        dataset = translate_airflow_asset(asset, None)
+        found.append({"uri": asset.uri, "name": asset.name, "openlineage": None if dataset is None
+                      else {"namespace": dataset.namespace, "name": dataset.name}})  # fmt: skip
+    return found
+
+
 def describe_dag(dag: Any) -> dict[str, Any]:
+    from airflow.sdk import Asset
     from airflow.serialization.serialized_objects import DagSerialization
 
-    DagSerialization.to_dict(dag)  # what the DAG processor stores: it must serialize
+    # what the DAG processor stores: it must serialize (and the scheduler reads it back)
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     tasks = {}
     for task in dag.tasks:
         tasks[task.task_id] = {
@@ -43,6 +81,7 @@ def describe_dag(dag: Any) -> dict[str, Any]:
             "bash_command": getattr(task, "bash_command", None),
             "env": getattr(task, "env", None),
             "append_env": getattr(task, "append_env", None),
+            "outlets": openlineage_datasets(o for o in task.outlets if isinstance(o, Asset)),
         }
     deadlines = [
         {
@@ -64,8 +103,13 @@ def describe_dag(dag: Any) -> dict[str, Any]:
         for task in dag.tasks
         if "{%" in (getattr(task, "bash_command", None) or "")
     }
+    condition = getattr(dag.timetable, "asset_condition", None)  # an asset-scheduled DAG's
+    scheduled_on = openlineage_datasets(
+        o for o in getattr(condition, "objects", []) if isinstance(o, Asset)
+    )
     return {"tasks": tasks, "deadlines": deadlines, "rendered": rendered,
-            "macros": sorted(dag.user_defined_macros or {})}  # fmt: skip
+            "macros": sorted(dag.user_defined_macros or {}),
+            "first_runs": first_runs(serialized), "scheduled_on": scheduled_on}  # fmt: skip
 
 
 def main(dags_folder: str, output: str) -> None:

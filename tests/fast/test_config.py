@@ -50,6 +50,20 @@ def test_currency_codes_are_checked(tmp_path: Path) -> None:
         load_settings(path)
 
 
+def test_a_stand_in_identity_must_be_an_address_of_the_system_it_stands_in_for(
+    tmp_path: Path,
+) -> None:
+    """services.stand_ins names what lineage calls each stand-in (docs/lineage.md): a value that
+    is no such address is refused at start-up, naming the key, not emitted as a broken name."""
+    for key, value in [("snowflake", "sqlite:///shop.db"), ("crm", "crm.example.com"),
+                       ("snowflake_warehouse", "snowflake://acme-prod")]:  # fmt: skip
+        path = write_config(
+            tmp_path, lambda raw, k=key, v=value: raw["services"]["stand_ins"].update({k: v})
+        )
+        with pytest.raises(ConfigError, match=rf"services\.stand_ins\.{key}"):
+            load_settings(path)
+
+
 def test_environment_overrides_paths_and_port(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("LAKEHOUSE_THRIFT_PORT", "12345")

@@ -14,13 +14,16 @@ import ast
 import json
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from ingestion.registry import SOURCES
+from lakehouse.core import naming
 from lakehouse.core.config import AlertConfig, Settings, load_settings
 from lakehouse.core.dbt_paths import DBT_PROFILES_DIR, DBT_PROJECT_DIR
 from lakehouse.stack.services import airflow
@@ -65,7 +68,7 @@ class Loaded:
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
-    home = tmp_path_factory.mktemp("dag-integrity")
+    home = tmp_path_factory.mktemp("dag integrity")  # a space: Asset URIs must not escape it
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAKEHOUSE_HOME", str(home))
         base = load_settings()
@@ -222,3 +225,61 @@ def test_no_dag_file_imports_platform_code(loaded: Loaded) -> None:
             else:
                 continue
             assert not [n for n in names if n.split(".")[0] in PLATFORM_PACKAGES], path
+
+
+def test_bronze_assets_reach_openlineage_as_the_dataset_the_load_and_dbt_emit(
+    loaded: Loaded,
+) -> None:
+    """Airflow's OpenLineage provider translates each Asset (an outlet of ingest_sources, a
+    schedule of build_analytics) into the very namespace and name lakehouse gives the table
+    (naming.bronze_location, what the dlt load emits): one identity, not a third."""
+    expected = {}
+    for source in SOURCES:
+        outlets = loaded.tasks("ingest_sources")[f"load_{source}"]["outlets"]
+        assert outlets, source
+        for outlet in outlets:
+            table = outlet["name"].removeprefix(f"bronze_{source}.")
+            dataset = naming.bronze_location(loaded.settings, source, table)
+            assert outlet["openlineage"] == asdict(dataset), outlet
+            expected[outlet["name"]] = asdict(dataset)
+    scheduled_on = loaded.bag["dags"]["build_analytics"]["scheduled_on"]
+    assert {a["name"]: a["openlineage"] for a in scheduled_on} == {
+        name: dataset for name, dataset in expected.items() if not name.endswith(".quarantine")
+    }
+    assert all(d["namespace"] == "file" and d["name"].startswith("/") for d in expected.values())
+
+
+def test_a_lake_on_s3_gets_asset_uris_the_s3_converter_names_as_lakehouse_does(
+    tmp_settings: Settings,
+) -> None:
+    """``s3://<bucket>/<key>``: the amazon provider's converter (not installed here) gives
+    namespace ``s3://<bucket>`` and the key as name, as location_dataset does."""
+    on_s3 = tmp_settings.model_copy(update={
+        "storage": tmp_settings.storage.model_copy(update={"root": "s3://lake/dev"}),
+    })  # fmt: skip
+    dataset = naming.bronze_location(on_s3, "crm", "contacts")
+    uri = airflow.asset_uri(dataset)
+    assert uri == f"{dataset.namespace}/{dataset.name}"
+    parts = urlsplit(uri)
+    assert (f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")) == (
+        dataset.namespace,
+        dataset.name,
+    )
+
+
+def test_a_time_scheduled_dag_runs_its_most_recent_due_time_at_first_start(
+    loaded: Loaded,
+) -> None:
+    """As the README says: on the first `make airflow` each cron-scheduled DAG runs the latest
+    time its cron was due, at once, not the next one (Airflow 3's default for a cron schedule
+    with no start_date): the first run is due already and the next is still to come."""
+    schedules = loaded.settings.orchestration.schedules.model_dump()
+    assert {d for d, cron in schedules.items() if cron} == {"ingest_sources", "dq_watchdog"}
+    for dag_id, cron in schedules.items():
+        runs = loaded.bag["dags"][dag_id]["first_runs"]
+        assert runs["timetable"].endswith("CronTriggerTimetable"), dag_id
+        asked_at, first, second = (
+            datetime.fromisoformat(runs[k]) for k in ("asked_at", "first", "second")
+        )
+        assert first <= asked_at < second, (dag_id, cron, runs)
+    assert loaded.bag["dags"]["build_analytics"]["first_runs"] is None  # on assets, not time

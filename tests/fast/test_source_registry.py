@@ -15,7 +15,8 @@ import pytest
 
 from ingestion import lineage, registry
 from ingestion.locations import Locations, configured, production
-from lakehouse.core.config import Settings
+from lakehouse.core.config import Settings, load_settings
+from lakehouse.core.naming import DatasetId
 from lakehouse.pipeline import backfill, loads
 
 DAY = date(2025, 1, 1)
@@ -115,14 +116,45 @@ def test_a_failure_names_the_system_without_its_password() -> None:
     assert "s3cret" not in said
 
 
-def test_the_stand_ins_are_named_without_their_port_in_lineage(
+def test_a_stand_in_is_named_as_the_system_it_stands_in_for(
     no_production: None, tmp_settings: Settings, monkeypatch
 ) -> None:
-    where = Locations({"fx": {"base_url": "http://127.0.0.1:40123/"}}, local=frozenset({"fx"}))
-    assert lineage.source_dataset("fx", "rates", tmp_settings, where).namespace == (
-        "http://127.0.0.1"
+    """Lineage names an emulating stand-in (the SQLite file, the HTTP servers) as the system it
+    stands in for, under the identity ``services.stand_ins`` configures, never where it listens
+    this run; the real PostgreSQL and Kafka broker by their own addresses; a production system by
+    its address. Every name follows OpenLineage's naming spec (docs/lineage.md)."""
+    everything = frozenset(registry.names())
+    where = Locations(
+        {
+            "snowflake": {"credentials": f"sqlite:///{tmp_settings.home}/sources/snowflake.db"},
+            "crm": {"base_url": "http://127.0.0.1:40122/", "token": "local"},
+            "fx": {"base_url": "http://127.0.0.1:40123/"},
+            "redshift": {"credentials": "postgresql://lakehouse@127.0.0.1:41602/sources"},
+            "kafka": {"bootstrap_servers": "127.0.0.1:41604"},
+        },
+        local=everything,
+    )
+    named = {
+        (source, table): lineage.source_dataset(source, table, tmp_settings, where)
+        for source, table in [("snowflake", "customers"), ("crm", "contacts"), ("fx", "rates"),
+                              ("redshift", "sessions"), ("kafka", "events")]
+    }  # fmt: skip
+    assert named == {
+        ("snowflake", "customers"): DatasetId(
+            "snowflake://lakehouse-shop", "SHOP.PUBLIC.CUSTOMERS"
+        ),
+        ("crm", "contacts"): DatasetId("https://crm.lakehouse.example:443", "/crm/v1/contacts"),
+        ("fx", "rates"): DatasetId("https://fx.lakehouse.example:443", "/fx/v1"),
+        ("redshift", "sessions"): DatasetId("postgres://127.0.0.1:41602", "sources.web.sessions"),
+        ("kafka", "events"): DatasetId("kafka://127.0.0.1:41604", "events"),
+    }
+    # the identity is a setting: a deploy names its stand-in as its own account
+    monkeypatch.setenv("LAKEHOUSE_SERVICES__STAND_INS__SNOWFLAKE", "snowflake://acme-dev/RAW/SHOP")
+    renamed = load_settings()
+    assert lineage.source_dataset("snowflake", "orders", renamed, where) == (
+        DatasetId("snowflake://acme-dev", "RAW.SHOP.ORDERS")
     )
     production_where = Locations({"fx": {"base_url": "https://fx.example.com:8443/"}})
-    assert lineage.source_dataset("fx", "rates", tmp_settings, production_where).namespace == (
-        "https://fx.example.com:8443"
+    assert lineage.source_dataset("fx", "rates", tmp_settings, production_where) == (
+        DatasetId("https://fx.example.com:8443", "/fx/v1")
     )

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lakehouse.core import naming
 from lakehouse.core.config import REPO_ROOT, Settings
 from lakehouse.core.dbt_paths import DBT_PROFILES_DIR, DBT_PROJECT_DIR
 from lakehouse.observability.lineage import emit
@@ -200,10 +201,29 @@ def bronze_tables(manifest: Path) -> dict[str, list[str]]:
     return tables
 
 
+def asset_uri(dataset: naming.DatasetId) -> str:
+    """The Asset URI that Airflow's OpenLineage provider translates back into ``dataset``: the
+    ``file`` scheme's converter (common.io) gives namespace ``file`` and the URI's path as the
+    name; the ``s3`` one (amazon, when installed) ``s3://<bucket>`` and the key. So an Asset,
+    the dlt load and dbt name a lake table alike (docs/lineage.md)."""
+    if dataset.namespace == "file":
+        return f"file://{dataset.name}"
+    return f"{dataset.namespace}/{dataset.name}"
+
+
+def bronze_assets(settings: Settings, tables: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """Source system -> bronze table -> its Asset URI, from the table's OpenLineage identity."""
+    return {
+        source: {t: asset_uri(naming.bronze_location(settings, source, t)) for t in names}
+        for source, names in tables.items()
+    }
+
+
 def write_dag_settings(settings: Settings, manifest: Path) -> Path:
     """Resolve what the DAGs need into one JSON file: the settings have been validated here, so
     the DAG files repeat no defaults and parse no YAML."""
     orch = settings.orchestration
+    tables = bronze_tables(manifest)
     doc = {
         "home": str(settings.home),
         "lakehouse": str(LAKEHOUSE_VENV_BIN / "lakehouse"),
@@ -211,8 +231,8 @@ def write_dag_settings(settings: Settings, manifest: Path) -> Path:
         "dbt_project_dir": str(DBT_PROJECT_DIR),
         "profiles_yml": str(DBT_PROFILES_DIR / "profiles.yml"),
         "manifest": str(manifest),
-        "bronze_uri": settings.bronze.url,  # file:///... or s3://bucket/...
-        "bronze_tables": bronze_tables(manifest),
+        "bronze_tables": tables,
+        "bronze_assets": bronze_assets(settings, tables),
         "gold_tables": sorted(settings.publish.tables),
         "warehouses": list(settings.publish.warehouses),
         "schedules": orch.schedules.model_dump(),
