@@ -20,13 +20,10 @@ from typing import Any
 import pytest
 
 from lakehouse.core.config import Settings
-from lakehouse.core.dbt_paths import DBT_PROJECT_DIR
 from lakehouse.observability import run_metrics
 from lakehouse.transform.dbt_cli import dbt
 
 CATALOG = Path(__file__).parent / "fixtures" / "dbt" / "catalog_columns.json"
-# Its own target folder: parses of other fast tests run beside it.
-MANIFEST_TARGET = "target/docs_check"
 DOCUMENTED_LAYERS = {"silver", "gold"}
 # The sources under the lake models (models/publish has its own, the publish step's snapshots).
 DOCUMENTED_SOURCE_DIRS = ("models/silver/", "models/ops/")
@@ -35,9 +32,14 @@ SPARK_TYPE_NAMES = {"long": "bigint", "integer": "int"}
 
 
 @pytest.fixture(scope="module")
-def manifest(settings: Settings) -> Iterator[dict[str, Any]]:
-    dbt(settings, "parse", "--target-path", MANIFEST_TARGET, "--quiet", capture=True)
-    yield json.loads((DBT_PROJECT_DIR / MANIFEST_TARGET / "manifest.json").read_text())
+def manifest(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    # A target folder of its own per pytest worker: each worker runs this fixture, and two
+    # parses writing one manifest.json let a reader see it half written.
+    target = tmp_path_factory.mktemp("dbt-docs-target")
+    dbt(settings, "parse", "--target-path", str(target), "--quiet", capture=True)
+    yield json.loads((target / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="module")
