@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
-from dbt_score import Exposure, Model, RuleViolation, Source, rule
+from dbt_score import Exposure, Macro, Model, RuleViolation, Source, rule
 from dbt_score.dbt_utils import get_default_manifest_path
 
 # models/<layer>/... -> the name a model there must have (the folder below it fills {0})
@@ -172,4 +172,23 @@ def source_table_has_description(source: Source) -> RuleViolation | None:
     """Every source table is described."""
     if not source.description:
         return RuleViolation("Source table has no description.")
+    return None
+
+
+# `{% macro name(a, b=1) %}` or `{% test name(model, column_name) %}`: the signature's arguments
+_SIGNATURE = re.compile(r"{%-?\s*(?:macro|test)\s+\w+\s*\((?P<args>[^)]*)\)", re.DOTALL)
+
+
+@rule
+def macro_arguments_documented(macro: Macro) -> RuleViolation | None:
+    """Every argument a macro's signature takes is documented in its properties yml (dbt-score's
+    own rule checks only the arguments a yml already lists)."""
+    signature = _SIGNATURE.search(macro.macro_sql)
+    if not signature:
+        return None
+    taken = [arg.split("=")[0].strip() for arg in signature["args"].split(",") if arg.strip()]
+    documented = {arg.get("name") for arg in macro.arguments if arg.get("description")}
+    undocumented = [name for name in taken if name not in documented]
+    if undocumented:
+        return RuleViolation(f"Arguments not documented: {', '.join(undocumented)}.")
     return None
