@@ -98,8 +98,7 @@ test-fast: $(SETUP) ## the fast tier alone (tests/fast/: no engine, no service),
 # process, in file order.
 TEST_WORKERS ?= 2
 test: $(SETUP) $(CHROMIUM) ## lint, the fast tier, then the engine tier (real engines: pytest runs dbt build and its tests)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-fast
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --ignore=tests/fast
 
@@ -141,13 +140,29 @@ airflow: $(SETUP) ## start the local stack and Airflow (UI on http://127.0.0.1:8
 	$(PY) -m lakehouse up
 	$(PY) -m lakehouse airflow up
 
-lint: $(SETUP) ## ruff check and format check
+# The dbt project's lint: sqlfluff over its SQL (.sqlfluff: the house style, one worker per
+# core), then dbt-score over its manifest (pyproject.toml [tool.dbt-score]: the conventions,
+# dbt_project/lint/dbt_score_rules). `dbt parse` writes the manifest without an engine; each
+# target enables only its own models, so the three targets are parsed side by side and merged.
+DBT_LINT := dbt_project/target/lint
+DBT_LINT_TARGETS := local snowflake_local redshift_local
+lint: $(SETUP) ## ruff, sqlfluff over the dbt SQL, dbt-score over the dbt project's conventions
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
+	@pids=(); for t in $(DBT_LINT_TARGETS); do \
+		$(VENV)/bin/dbt parse --quiet --project-dir dbt_project --profiles-dir profiles --target $$t \
+			--target-path $(CURDIR)/$(DBT_LINT)/$$t & pids+=($$!); done; \
+		for p in "$${pids[@]}"; do wait $$p || exit 1; done
+	$(PY) dbt_project/lint/merge_manifests.py $(DBT_LINT)/manifest.json \
+		$(foreach t,$(DBT_LINT_TARGETS),$(DBT_LINT)/$(t)/manifest.json)
+	PYTHONPATH=dbt_project/lint DBT_PROJECT_DIR= DBT_TARGET_DIR=$(DBT_LINT) \
+		$(VENV)/bin/dbt-score lint --manifest $(DBT_LINT)/manifest.json
 
-format: $(SETUP) ## apply ruff's fixes and formatting
+format: $(SETUP) ## apply ruff's and sqlfluff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+	$(VENV)/bin/sqlfluff fix dbt_project/models dbt_project/macros dbt_project/tests
 
 clean-data: down ## delete the local lake, warehouse and metastore
 	rm -rf .lakehouse .lakehouse-test .lakehouse-test-* .lakehouse-bench dbt_project/target dbt_project/logs

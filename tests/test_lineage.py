@@ -45,6 +45,7 @@ from lakehouse.core.config import Settings
 from lakehouse.core.dbt_paths import target_dir
 from lakehouse.observability.lineage import emit, graph, site
 from lakehouse.pipeline import docs_site
+from lakehouse.transform.sql import query
 
 # customer_360 column -> the bronze columns its value is computed from (joins' keys included
 # where they decide which rows count, as in lifetime_value's validity rules)
@@ -302,6 +303,17 @@ def test_the_dbt_docs_site_renders_customer_360_in_headless_chromium(
     assert {"index.html", "catalog.json", "manifest.json", "lineage.html"} <= {
         p.name for p in out.iterdir()
     }
+    # Delta's own row counts and sizes, not the metastore's `0 rows` dbt-spark reads
+    catalog = json.loads((out / "catalog.json").read_text())
+    stats = catalog["nodes"]["model.lakehouse.customer_360"]["stats"]
+    (customers,) = query(spark, "select count(*) from gold.customer_360")[0]
+    assert customers > 0 and stats["rows"]["value"] == customers
+    assert stats["bytes"]["value"] > 0 and stats["num_files"]["value"] >= 1
+    bronze = catalog["sources"]["source.lakehouse.snowflake.customers"]["stats"]
+    (bronze_rows,) = query(spark, "select count(*) from bronze_snowflake.customers")[0]
+    assert bronze["rows"]["value"] == bronze_rows > 0
+    # the static page inlines the same completed catalog
+    assert (out / "catalog.json").read_text() in (out / "static_index.html").read_text()
     server = site.server(spark, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

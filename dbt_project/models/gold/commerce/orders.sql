@@ -42,7 +42,7 @@ select
     customers.customer_id is null as is_orphan_customer,
     orders.invalid_line_count > 0 as has_invalid_lines,
     orders.invalid_reason = '' and customers.customer_id is not null
-        and rates.to_reporting_rate is not null as is_valid
+    and rates.to_reporting_rate is not null as is_valid
 from orders
 left join rates
     on orders.currency_code = rates.currency

@@ -27,8 +27,9 @@ select
     '{{ var("reporting_currency") }}' as reporting_currency,
     -- null, not a partial sum, when an order of the row has no rate (sum would skip it); the
     -- rate depends on (currency, day) only, so that is every order of the row or none
-    case when not max(orders.is_fx_missing)
-        then cast(sum(lines.line_amount * orders.fx_rate) as decimal(18, 2))
+    case
+        when not max(orders.is_fx_missing)
+            then cast(sum(lines.line_amount * orders.fx_rate) as decimal(18, 2))
     end as revenue_reporting,
     max(orders.is_fx_missing) as is_fx_missing
 from lines

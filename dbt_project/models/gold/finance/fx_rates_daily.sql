@@ -19,14 +19,15 @@ with published as (
 ),
 
 calendar as (
-    select explode(sequence(
-        min(rate_date),
-        greatest(
-            max(rate_date),
-            least(date_add(max(rate_date), {{ max_staleness_days }}), current_date())
-        ),
-        interval 1 day
-    )) as rate_date
+    select
+        explode(sequence(
+            min(rate_date),
+            greatest(
+                max(rate_date),
+                least(date_add(max(rate_date), {{ max_staleness_days }}), current_date())
+            ),
+            interval 1 day
+        )) as rate_date
     from published
 ),
 

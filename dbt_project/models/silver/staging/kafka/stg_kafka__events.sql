@@ -31,7 +31,7 @@ with arrived as (
         ) - interval 1 day as is_late
     from {{ source('kafka', 'events') }}
     {% if is_incremental() %}
-    where _loaded_at > (select coalesce(max(loaded_at), timestamp'1970-01-01') from {{ this }})
+    where _loaded_at > (select coalesce(max(loaded_at), timestamp '1970-01-01') from {{ this }})
     {% endif %}
 )
 
@@ -52,7 +52,11 @@ select
     loaded_at
 from arrived
 {% if is_incremental() %}
-where not exists (select 1 from {{ this }} as kept where kept.event_id = arrived.event_id)
+where
+    not exists (
+        select 1 from {{ this }} as kept
+        where kept.event_id = arrived.event_id
+    )
 {% endif %}
 qualify row_number() over (
     partition by event_id order by loaded_at, kafka_topic, kafka_partition, kafka_offset

@@ -16,7 +16,7 @@ with views as (
         _loaded_at
     from {{ source('redshift', 'page_views') }}
     {% if is_incremental() %}
-    where _loaded_at > (select coalesce(max(loaded_at), timestamp'1970-01-01') from {{ this }})
+    where _loaded_at > (select coalesce(max(loaded_at), timestamp '1970-01-01') from {{ this }})
     {% endif %}
 )
 

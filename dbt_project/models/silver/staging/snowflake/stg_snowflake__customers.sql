@@ -18,7 +18,8 @@ with latest as (
     -- here, so two copies that still tie are equal in all silver keeps and either is the same.
     qualify row_number() over (
         partition by customer_id
-        order by updated_at desc nulls last, email nulls last, first_name, last_name, country,
+        order by
+            updated_at desc nulls last, email nulls last, first_name, last_name, country,
             phone, signup_date, _loaded_at
     ) = 1
 ),
