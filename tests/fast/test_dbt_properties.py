@@ -143,7 +143,7 @@ def test_every_publish_key_is_tested_unique_and_not_null(
             assert not untested, f"{node['name']}: not_null untested on {untested}"
 
 
-def test_every_model_has_a_group_with_an_owner_and_the_access_of_its_layer(
+def test_every_model_has_a_group_with_an_owner_the_access_of_its_layer_and_its_meta_owner(
     manifests: dict[str, Manifest],
 ) -> None:
     groups = {g["name"]: g for g in manifests["lake"]["groups"].values()}
@@ -155,6 +155,9 @@ def test_every_model_has_a_group_with_an_owner_and_the_access_of_its_layer(
     for node in models:
         assert node["group"] in groups, f"{node['name']} has no group"
         assert node["access"] == ACCESS[_layer(node)], node["name"]
+        # meta.owner (what the registry, OpenLineage and dbt-score's has_owner read) names the
+        # group's team, so the two owners cannot drift apart.
+        assert node["meta"].get("owner") == node["group"].replace("_", "-"), node["name"]
 
 
 def _signature(macro_sql: str) -> list[str]:
