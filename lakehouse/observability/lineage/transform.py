@@ -43,8 +43,8 @@ from openlineage.client.transport.transform import EventTransformer
 @functools.cache
 def _sqlglot() -> SimpleNamespace | None:
     """sqlglot, imported on the first event that needs it (about 90 ms of CPU that a process
-    which only configures emitters, such as ``lakehouse dbt``, does not pay). Installed in both
-    environments (a dlt dependency; orchestration/pyproject.toml names it); None without it."""
+    which only configures emitters, such as ``lakehouse dbt``, does not pay). Pinned in both
+    environments (pyproject.toml and orchestration/pyproject.toml); None without it."""
     try:
         import sqlglot
         from sqlglot import exp
