@@ -15,10 +15,12 @@ selectors:
    (``<home>/state/dbt-last-build``: its ``manifest.json`` and the versions read before it,
    ``lake.json``), ``dbt build`` selects
    - ``source:<source>.<table>+`` for every source (of those that declare freshness) whose
-     Delta version changed since: what was loaded, with everything downstream and its tests
-     (the nodes ``source_status:fresher+`` selects; a version also sees a load that only
-     deleted rows, which leaves ``max(_loaded_at)`` as it was);
-   - ``state:modified+``: models, tests, macros or configs whose code changed, and downstream;
+     Delta version changed since: what was loaded, with everything downstream and its data
+     tests (the nodes ``source_status:fresher+`` selects; a version also sees a load that only
+     deleted rows, which leaves ``max(_loaded_at)`` as it was), but not its unit tests: a unit
+     test's verdict depends on its model's code and fixtures, never on the lake;
+   - ``state:modified+``: models, tests, unit tests, macros or configs whose code changed, and
+     downstream (the unit tests of every model downstream of changed code among them);
    - ``tag:time_based`` tests, on every build: their verdict depends on the clock (recency);
    - ``tag:as_of_today+`` once the UTC date changed since the last build: models whose result
      depends on today's date (``fx_rates_daily`` runs its calendar up to today), and downstream.
@@ -32,6 +34,12 @@ from the last build's (``state:modified`` does not see vars), when the artifacts
 dbt version, or when a source's Delta table could not be read.
 ``dbt build`` typed by hand (``lakehouse dbt build``) selects nothing of this: it builds and
 tests everything, as dbt does.
+
+dbt selects a model's unit tests with the model (indirect selection, ``eager``), and ``--exclude``
+would take them from the whole selection, code changes included. So a selective build runs with
+``--indirect-selection empty`` and spells its data-driven parts by resource type
+(``source:<t>+,resource_type:model``, ``...,resource_type:test``): every data test is still
+selected, as a node downstream of what was loaded, and unit tests come only with changed code.
 """
 
 from __future__ import annotations
@@ -60,6 +68,15 @@ TIME_BASED_TAG = "time_based"
 AS_OF_TODAY_TAG = "as_of_today"
 RECORD = "build.json"
 LAKE = "lake.json"  # the bronze versions read before the build (lakehouse/core/bronze_versions.py)
+# What new data rebuilds downstream of a source: its nodes of these kinds, data tests included,
+# unit tests not (seeds have no parents; exposures are no-ops in a build).
+DATA_DRIVEN = ("model", "snapshot", "test")
+
+
+def data_driven(selector: str) -> list[str]:
+    """``selector``'s models, snapshots and data tests, spelt for ``--indirect-selection
+    empty`` (no unit tests: their verdict does not depend on data)."""
+    return [f"{selector},resource_type:{kind}" for kind in DATA_DRIVEN]
 
 
 def state_dir(settings: Settings) -> Path:
@@ -84,7 +101,8 @@ class Plan:
         """The arguments of the ``dbt build`` that carries out this plan."""
         if self.everything:
             return ["build"]
-        return ["build", "--select", *self.select, "--state", str(state_dir(settings))]
+        return ["build", "--indirect-selection", "empty", "--select", *self.select,
+                "--state", str(state_dir(settings))]  # fmt: skip
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -143,7 +161,8 @@ def plan(settings: Settings, lake: dict[str, Any], dbt_version: str, today: str,
         or was["version"] != bronze_versions.of(t, lake)["version"]  # type: ignore[index]
     ]
     time_based_tests = f"tag:{TIME_BASED_TAG},resource_type:test"
-    select = [*(f"source:{name}+" for name in fresher), "state:modified+", time_based_tests]
+    select = [*(s for name in fresher for s in data_driven(f"source:{name}+")),
+              "state:modified+", time_based_tests]  # fmt: skip
     reasons = [
         "sources loaded since the last build (their Delta version changed): "
         + (", ".join(fresher) if fresher else "none"),
@@ -152,7 +171,7 @@ def plan(settings: Settings, lake: dict[str, Any], dbt_version: str, today: str,
         f"time-based tests (tag:{TIME_BASED_TAG}): on every build",
     ]
     if record.get("built_on") != today:
-        select.append(f"tag:{AS_OF_TODAY_TAG}+")
+        select.extend(data_driven(f"tag:{AS_OF_TODAY_TAG}+"))
         reasons.append(f"the date changed since the last build ({record.get('built_on')}): "
                        f"models tagged {AS_OF_TODAY_TAG} and downstream")  # fmt: skip
     return Plan(select=tuple(select), reasons=reasons, fresher=fresher)
@@ -282,19 +301,22 @@ def plan_selected(
         return out
     target = settings.state_dir / "dbt-plan-target"  # kept: dbt's partial parse lives there
     listed = dbt_cli.dbt(
-        settings, "ls", "--quiet", "--select", *chosen.select, "--state", str(state_dir(settings)),
+        settings, "ls", "--quiet", "--indirect-selection", "empty", "--select", *chosen.select,
+        "--state", str(state_dir(settings)),
         "--output", "json", "--output-keys", "unique_id", "name", "resource_type", "source_name",
         "--target-path", str(target), capture=True,
     )  # fmt: skip
     nodes = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
     out["selected"] = sorted(n["unique_id"] for n in nodes)
-    out["select"] = sorted({_selector(n) for n in nodes if n["resource_type"] != "unit_test"})
+    out["select"] = sorted({_selector(n) for n in nodes})
     return out
 
 
 def _selector(node: dict[str, Any]) -> str:
-    """How ``dbt build --select`` names a node listed by ``dbt ls`` (unit tests come with their
-    model, as data tests do)."""
+    """How ``dbt build --select`` names a node listed by ``dbt ls``, every one by itself: the
+    build that runs the list runs with ``--indirect-selection empty``."""
     if node["resource_type"] == "source":
         return f"source:{node['source_name']}.{node['name']}"
+    if node["resource_type"] == "unit_test":
+        return f"unit_test:{node['name']}"
     return node["name"]

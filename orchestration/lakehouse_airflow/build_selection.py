@@ -57,7 +57,10 @@ def select_changed(context: Any) -> None:
         log.info("build selection: %s", reason)
     if plan["everything"]:
         return
+    # Every node by name, unit tests too; none added by dbt's eager indirect selection (a
+    # model's unit tests run only when code changed: lakehouse/transform/build_selection.py).
     producer.select = " ".join(plan["select"])
+    producer.indirect_selection = "empty"
     selected = set(plan["selected"])
     graph = getattr(producer.task_group, "dbt_graph", None)  # the DbtTaskGroup's rendered graph
     left_out = sorted(

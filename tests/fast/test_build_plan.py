@@ -66,7 +66,8 @@ def test_nothing_loaded_selects_only_changed_code_and_time_based_tests(built: Se
     assert plan.select == ("state:modified+", TIME_BASED)
     assert plan.fresher == []
     args = plan.dbt_args(built)
-    assert args[:2] == ["build", "--select"]
+    # every node by itself: no unit test comes along with a model a load selected
+    assert args[:4] == ["build", "--indirect-selection", "empty", "--select"]
     assert args[-2:] == ["--state", str(build_selection.state_dir(built))]
 
 
@@ -74,7 +75,13 @@ def test_a_load_selects_that_source_and_downstream(built: Settings) -> None:
     _load(built, "crm", "contacts", rows=1)
     plan = _plan(built)
     assert plan.fresher == ["crm.contacts"]
-    assert plan.select == ("source:crm.contacts+", "state:modified+", TIME_BASED)
+    assert plan.select == (
+        "source:crm.contacts+,resource_type:model",
+        "source:crm.contacts+,resource_type:snapshot",
+        "source:crm.contacts+,resource_type:test",
+        "state:modified+",
+        TIME_BASED,
+    )
     assert "crm.contacts" in plan.reasons[0]
     _load(built, "crm", "quarantine")  # a quarantine table is not a tracked source
     assert _plan(built).fresher == ["crm.contacts"]
@@ -82,7 +89,9 @@ def test_a_load_selects_that_source_and_downstream(built: Settings) -> None:
 
 def test_a_new_day_adds_the_models_as_of_today(built: Settings) -> None:
     plan = _plan(built, today="2026-03-11")
-    assert plan.select[-1] == f"tag:{build_selection.AS_OF_TODAY_TAG}+"
+    tag = f"tag:{build_selection.AS_OF_TODAY_TAG}+"
+    assert plan.select[-3:] == (f"{tag},resource_type:model", f"{tag},resource_type:snapshot",
+                                f"{tag},resource_type:test")  # fmt: skip
     assert "2026-03-10" in plan.reasons[-1]
 
 
