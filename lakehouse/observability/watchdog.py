@@ -170,7 +170,8 @@ def table_changes(settings: Settings) -> list[dict[str, Any]]:
 
 
 def changed_columns(raw: Any) -> dict[str, int]:
-    """``columns`` (JSON object: column -> rows whose value changed), most changed first."""
+    """``columns`` (JSON object: column -> rows whose value changed), most changed first (ties by
+    name); counts that are not positive whole numbers are left out."""
     try:
         parsed = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:
@@ -180,9 +181,11 @@ def changed_columns(raw: Any) -> dict[str, int]:
     counts = {}
     for column, rows in parsed.items():
         try:
-            counts[str(column)] = int(rows)
+            n = int(rows)
         except (TypeError, ValueError):
             continue
+        if n > 0:  # a column no row changed in is not a changed column
+            counts[str(column)] = n
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

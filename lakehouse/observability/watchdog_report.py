@@ -419,7 +419,7 @@ def _examples(last: dict[str, Any]) -> str:
             if isinstance(v, list) and len(v) == 2 else f"{c}: {_short(v)}"
             for c, v in (columns.items() if isinstance(columns, dict) else [])
         )  # fmt: skip
-        rows.append(f'<tr><td>{_e(example.get("kind", "?"))}</td><td class="long mono">'
+        rows.append(f'<tr><td>{_e(example.get("kind", "?"))}</td><td class="long mono key">'
                     f'{_e(key_text)}</td><td class="long mono">{_e(changes or "-")}</td>'
                     "</tr>")  # fmt: skip
     body = "".join(rows) or '<tr><td colspan="3">No example recorded.</td></tr>'
@@ -539,7 +539,8 @@ svg .grid {{ stroke: #d0d7de; }} svg .axis {{ font-size: 10px; fill: #57606a; }}
 svg .trend {{ fill: none; stroke: #cf222e; stroke-width: 2; }}
 svg rect.over {{ fill: none; stroke: #cf222e; stroke-width: 2; stroke-dasharray: 4 2; }}
 svg text.over {{ fill: #cf222e; font-weight: bold; }}
-tr.over td {{ background: #ffebe9; }} .cols {{ display: flex; gap: 12px; flex-wrap: wrap; }}
+tr.over td {{ background: #ffebe9; }} td.key {{ min-width: 140px; }}
+.cols {{ display: flex; gap: 12px; flex-wrap: wrap; }}
 .cols > div {{ flex: 1 1 200px; }} .cols h4 {{ margin: 6px 0 4px; font-size: 13px; }}
 figure {{ margin: 0; }} figcaption {{ font-size: 12px; color: #57606a; }}
 .key {{ margin-right: 12px; }} .key i {{ display: inline-block; width: 10px; height: 10px;

@@ -107,7 +107,7 @@ def test_top_columns_rank_the_recent_builds_and_the_last_build(builds: Settings)
         return [(c, int(n.replace(",", ""))) for c, n in cells]
 
     assert table("recent") == ranked  # lifetime_value 102, segment 12, email 12 (name breaks ties)
-    assert table("last") == [("lifetime_value", 14), ("email", 1), ("segment", 0)]
+    assert table("last") == [("lifetime_value", 14), ("email", 1)]  # segment: 0 rows changed
 
 
 def test_examples_of_the_last_build_show_key_kind_and_before_after(tmp_settings: Settings) -> None:
@@ -118,7 +118,7 @@ def test_examples_of_the_last_build_show_key_kind_and_before_after(tmp_settings:
     ] * 3
     write_changes(tmp_settings, [change(1, changed=1, added=1, removed=1, examples=examples)])
     section = _section(watchdog_report.render(tmp_settings))
-    rows = re.findall(r"<tr><td>(\w+)</td><td class=\"long mono\">([^<]+)</td>"
+    rows = re.findall(r"<tr><td>(\w+)</td><td class=\"long mono key\">([^<]+)</td>"
                       r'<td class="long mono">([^<]+)</td></tr>', section)  # fmt: skip
     assert len(rows) == watchdog_report.EXAMPLES_SHOWN
     assert rows[0] == ("changed", "customer_id=7", html.escape('segment: "new" → "vip"'))
@@ -145,7 +145,7 @@ def test_hostile_names_and_values_come_out_as_text(tmp_settings: Settings) -> No
 def test_values_are_cut_short_and_bad_json_reads_as_empty(tmp_settings: Settings) -> None:
     write_changes(tmp_settings, [
         change(1, changed=2, columns="{not json", examples='["a", 3, null]'),
-        change(2, changed=1, columns=json.dumps({"a": "many", "b": 2}), examples="{}"),
+        change(2, changed=1, columns=json.dumps({"a": "many", "b": 2, "c": 0}), examples="{}"),
     ])  # fmt: skip
     rows = watchdog.table_changes(tmp_settings)
     assert [r["columns"] for r in rows] == [{}, {"b": 2}]
