@@ -1,6 +1,7 @@
 """Rows of ``ops.table_changes`` as the gold change audit writes them (the schema the audit and the
 report agreed on), written with delta-rs where the report and the watchdog read them: fixtures for
-tests/fast/test_change_report.py and the Chromium screenshot in tests/test_change_report.py."""
+tests/fast/test_change_report.py, tests/fast/test_change_alert.py and the Chromium screenshot in
+tests/test_change_report_chromium.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 ``ops.table_changes``, from rows written with delta-rs in the schema the change audit writes
 (tests/fast/change_rows.py). The chart is read back from the page's SVG (each bar carries its
 series and exact value) and compared with the rows; hostile names and values must come out as
-text. (tests/test_change_report.py renders the same section in Chromium.)"""
+text. (tests/test_change_report_chromium.py renders the same section in Chromium.)"""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def test_dq_watchdog_runs_its_checks_side_by_side_with_run_overrides(loaded: Loa
     assert tasks["report"]["bash_command"] == (
         f"{lakehouse} report --html-only && {lakehouse} docs --lineage-only"
     )
-    # the command tests/fast/test_change_report.py runs through the notifiers (change_alert_probe)
+    # the command tests/fast/test_change_alert.py runs through the notifiers (change_alert_probe)
     assert tasks["gold_changes"]["bash_command"] == f"{lakehouse} watchdog changes"
     rendered = loaded.bag["dags"]["dq_watchdog"]["rendered"]
     assert rendered == {
