@@ -85,9 +85,10 @@ for _name, _value in TEST_ENV.items():
 # asks for (pytest_collection_modifyitems). The fast tier (tests/fast/, `make test-fast`) is spread
 # test by test over its workers: nothing there is shared or expensive to set up.
 APART_MODULES = frozenset({
-    "test_cluster.py", "test_crash_recovery.py", "test_distributed.py", "test_kafka_service.py",
-    "test_network_binding.py", "test_object_storage.py", "test_postgres_service.py",
-    "test_shared_catalog.py", "test_source_outages.py",
+    "test_change_report_chromium.py", "test_cluster.py", "test_crash_recovery.py",
+    "test_distributed.py", "test_kafka_service.py", "test_network_binding.py",
+    "test_object_storage.py", "test_postgres_service.py", "test_shared_catalog.py",
+    "test_source_outages.py",
 })  # fmt: skip
 AIRFLOW_MODULES = frozenset({"test_orchestration.py"})
 # What a lake of the suite is made of: a module asking for any of these must run where it lives.

@@ -347,7 +347,7 @@ def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> 
     assert client.wait("dq_watchdog", ok, timeout_s=600)["state"] == "success"
     assert stack.states("dq_watchdog", ok) == {
         "source_freshness": "success", "volume": "success", "quarantine_growth": "success",
-        "report": "success",
+        "gold_changes": "success", "report": "success",
     }  # fmt: skip
     page = watchdog_report.path(stack.settings)
     refreshed = page.stat().st_mtime

@@ -196,9 +196,11 @@ def _observe(commands: argparse._SubParsersAction) -> None:
         help="record-dbt: the dbt target folder whose run_results.json and manifest.json to record",
     )
     watch = commands.add_parser(
-        "watchdog", help="judge bronze volume or quarantine growth; exit 1 on a breach"
+        "watchdog",
+        help="judge bronze volume or quarantine growth, or raise gold changes over their "
+        "threshold (ops.table_changes, each build once); exit 1 on a breach",
     )
-    watch.add_argument("check", choices=["volume", "quarantine"])
+    watch.add_argument("check", choices=["volume", "quarantine", "changes"])
     watch.add_argument(
         "--volume-tolerance", type=float, help="override orchestration.watchdog.volume_tolerance"
     )

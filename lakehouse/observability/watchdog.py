@@ -1,25 +1,45 @@
-"""Volume and quarantine checks of the bronze layer: the hourly dq_watchdog DAG runs them.
+"""Volume and quarantine checks of the bronze layer, and the gold change alert: the hourly
+dq_watchdog DAG runs them.
 
-Both read Delta's own commit history of each bronze table (every dlt load is one or more
-commits carrying ``num_added_rows`` / merge metrics), not the rows themselves, so they cost
+The bronze checks read Delta's own commit history of each bronze table (every dlt load is one or
+more commits carrying ``num_added_rows`` / merge metrics), not the rows themselves, so they cost
 milliseconds, and they judge replace, append and upsert tables alike: a replaced table's rows
 all carry the last load's time, but its history still says how many rows each load wrote.
 Freshness is dbt's job (``dbt source freshness``), run by the same DAG.
+
+The gold change alert reads ``ops.table_changes`` (one row per build and gold table: how many rows
+the build added, removed and changed, and whether that share of the table is over the configured
+``alert_share``) and raises each (build, table) over its threshold once: the (build, table) pairs
+already raised are kept in ``ops.table_change_alerts``, so an hourly watchdog does not page again
+for a build it already reported.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 from deltalake.exceptions import TableNotFoundError
 
 from ingestion.bronze import commit_rows
 from ingestion.contracts import QUARANTINE_TABLE
 from lakehouse.core.config import Settings, WatchdogConfig
-from lakehouse.core.storage import Location, delta_table
+from lakehouse.core.storage import Location, delta_table, write_delta
+
+CHANGES_TABLE = "ops.table_changes"
+# The (build, table) pairs the change alert already raised, so that each is raised once.
+ALERTED_SCHEMA = pa.schema([
+    ("alerted_at", pa.timestamp("us", tz="UTC")),
+    ("build_id", pa.string()),
+    ("table", pa.string()),
+    ("change_share", pa.float64()),
+    ("alert_share", pa.float64()),
+])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,3 +137,135 @@ def quarantine_growth(
             f"quarantined ({share:.1%}, limit {conf.quarantine_max_share:.1%})",
         ))  # fmt: skip
     return findings
+
+
+# --- gold changes (ops.table_changes) ------------------------------------------------------------
+
+
+def changes_path(settings: Settings) -> Location:
+    """Where the gold change audit records one row per (build, gold table)."""
+    return settings.lake / "ops" / "table_changes"
+
+
+def alerted_path(settings: Settings) -> Location:
+    return settings.lake / "ops" / "table_change_alerts"
+
+
+def table_changes(settings: Settings) -> list[dict[str, Any]]:
+    """Every row of ``ops.table_changes``, oldest build first; ``columns`` and ``examples`` parsed
+    from their JSON (a value that is not what the schema says reads as empty, never an error: the
+    report and the alert must not fail on one bad row). No table yet: no rows."""
+    try:
+        rows = delta_table(changes_path(settings)).to_pyarrow_table().to_pylist()
+    except TableNotFoundError:
+        return []
+    for row in rows:
+        at = row.get("recorded_at")
+        if isinstance(at, datetime) and at.tzinfo is None:  # a writer that dropped the zone
+            row["recorded_at"] = at.replace(tzinfo=UTC)
+        row["columns"] = changed_columns(row.get("columns"))
+        row["examples"] = _examples(row.get("examples"))
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(rows, key=lambda r: (r.get("recorded_at") or epoch, str(r.get("table"))))
+
+
+def changed_columns(raw: Any) -> dict[str, int]:
+    """``columns`` (JSON object: column -> rows whose value changed), most changed first (ties by
+    name); counts that are not positive whole numbers are left out."""
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    counts = {}
+    for column, rows in parsed.items():
+        try:
+            n = int(rows)
+        except (TypeError, ValueError):
+            continue
+        if n > 0:  # a column no row changed in is not a changed column
+            counts[str(column)] = n
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _examples(raw: Any) -> list[dict[str, Any]]:
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    return [e for e in parsed if isinstance(e, dict)] if isinstance(parsed, list) else []
+
+
+def changed_rows(row: dict[str, Any]) -> int:
+    return sum(int(row.get(kind) or 0) for kind in ("added", "removed", "changed"))
+
+
+def over_threshold(row: dict[str, Any]) -> bool:
+    """The row's own verdict (the audit judged it against the threshold configured then); a
+    table's first build (no version before it) changed nothing that existed, so never."""
+    if row.get("from_version") is None:
+        return False
+    if row.get("over_threshold") is not None:
+        return bool(row["over_threshold"])
+    share, limit = row.get("change_share"), row.get("alert_share")
+    return share is not None and limit is not None and share > limit
+
+
+def describe_change(row: dict[str, Any]) -> str:
+    """One line for a person (and the alert's last output line)."""
+    share, limit = row.get("change_share") or 0.0, row.get("alert_share")
+    top = ", ".join(f"{c} ({n:,})" for c, n in list(row["columns"].items())[:3])
+    return (
+        f"{changed_rows(row):,} of {int(row.get('rows_before') or 0):,} rows changed in build "
+        f"{row.get('build_id')} ({share:.1%}"
+        + ("" if limit is None else f", limit {limit:.1%}")
+        + f"): {int(row.get('added') or 0):,} added, {int(row.get('removed') or 0):,} removed, "
+        f"{int(row.get('changed') or 0):,} changed"
+        + (f"; most changed columns: {top}" if top else "")
+    )
+
+
+def alerted(settings: Settings) -> set[tuple[str, str]]:
+    """(build id, table) of every change alert already raised."""
+    try:
+        table = delta_table(alerted_path(settings)).to_pyarrow_table(columns=["build_id", "table"])
+    except TableNotFoundError:
+        return set()
+    return set(zip(table["build_id"].to_pylist(), table["table"].to_pylist(), strict=True))
+
+
+def gold_changes(
+    settings: Settings, now: datetime | None = None, remember: bool = True
+) -> list[Finding]:
+    """A breach per (build, gold table) over its threshold not raised before, then remembered
+    (``remember``) so the next watchdog run does not raise it again; and per table, its last
+    build's change as a passing finding when that build is not a new breach."""
+    rows = table_changes(settings)
+    raised = alerted(settings)
+    findings, new = [], []
+    for row in rows:
+        pair = (str(row.get("build_id")), str(row.get("table")))
+        if over_threshold(row) and pair not in raised:
+            findings.append(Finding(pair[1], True, describe_change(row)))
+            new.append(row)
+            raised.add(pair)
+    last = {str(row.get("table")): row for row in rows}
+    new_ids = {id(row) for row in new}
+    for table, row in sorted(last.items()):
+        if id(row) not in new_ids:
+            note = " (over the limit, alerted before)" if over_threshold(row) else ""
+            findings.append(Finding(table, False, describe_change(row) + note))
+    if remember and new:
+        _remember(settings, new, now or datetime.now(UTC))
+    return findings
+
+
+def _remember(settings: Settings, rows: list[dict[str, Any]], now: datetime) -> None:
+    data = pa.Table.from_pylist([{
+        "alerted_at": now, "build_id": str(r.get("build_id")), "table": str(r.get("table")),
+        "change_share": r.get("change_share"), "alert_share": r.get("alert_share"),
+    } for r in rows], schema=ALERTED_SCHEMA)  # fmt: skip
+    path = alerted_path(settings)
+    path.mkdir()
+    write_delta(path, data, mode="append")

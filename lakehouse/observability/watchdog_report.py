@@ -1,10 +1,11 @@
 """The watchdog report: one static HTML page (inline SVG charts, no scripts, no network) that says
 how the platform is doing: freshness per source, volume vs trailing average, data-quality
-failures, quarantine growth, run durations and cost.
+failures, changes in gold, quarantine growth, run durations and cost.
 
 Everything is read from Delta tables with delta-rs, so the report renders without the engine:
 ``ops.run_metrics`` (lakehouse/observability/run_metrics.py), ``dq.test_results`` (dbt's on-run-end
-hook) and the
+hook), ``ops.table_changes`` (the gold change audit, read by lakehouse/observability/watchdog.py)
+and the
 commit history of every bronze table (as lakehouse/observability/watchdog.py judges it). ``make
 report`` and the ``dq_watchdog`` DAG write it to ``$LAKEHOUSE_HOME/reports/watchdog.html``.
 """
@@ -28,7 +29,11 @@ from lakehouse.core.storage import delta_table
 from lakehouse.observability import run_metrics, watchdog
 
 STEP_COLOURS = {"ingest": "#4c78a8", "dbt": "#f58518", "publish": "#54a24b"}
+CHANGE_COLOURS = {"added": "#54a24b", "removed": "#e45756", "changed": "#4c78a8"}
 RUNS_SHOWN = 12
+TOP_COLUMNS = 8
+EXAMPLES_SHOWN = 5
+VALUE_CHARS = 60  # an example's value is cut after this many characters
 DAYS_SHOWN = 14
 
 
@@ -155,8 +160,14 @@ def bar_chart(
     unit: str = "",
     line: list[float | None] | None = None,
     title: str = "",
+    line_label: str = "trailing average",
+    highlight: list[bool] | None = None,
+    keys: list[str] | None = None,
 ) -> str:
-    """Stacked bars (one stack per label) with an optional line over them, as inline SVG."""
+    """Stacked bars (one stack per label) with an optional line over them, as inline SVG.
+
+    ``highlight`` outlines the stacks to call out (and reddens their label); ``keys`` tags each
+    stack's bars with ``data-key`` (a build id, ...) for a reader or a test to find them by."""
     if not labels or not any(v for values in series.values() for v in values):
         return f'<p class="empty">{_e(title)}: no data yet.</p>'
     width, height, pad_l, pad_b, pad_t = 640, 220, 56, 44, 12
@@ -175,17 +186,25 @@ def bar_chart(
     for i, label in enumerate(labels):
         x = pad_l + i * step + (step - bar_w) / 2
         base = pad_t + plot_h
+        key = f' data-key="{_e(keys[i])}"' if keys else ""
         for name, values in series.items():
             h = plot_h * values[i] / top
             if h > 0:
                 base -= h
                 parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar_w:.1f}" '
-                             f'height="{h:.1f}" fill="{colours.get(name, "#888")}">'
+                             f'height="{h:.1f}" fill="{colours.get(name, "#888")}" '
+                             f'data-series="{_e(name)}" data-value="{_number(values[i])}"{key}>'
                              f"<title>{_e(label)} {_e(name)}: {_fmt(values[i])}{unit}</title>"
                              "</rect>")  # fmt: skip
-        if i % max(len(labels) // 7, 1) == 0:  # at most ~7 labels: they never overlap
+        marked = bool(highlight and highlight[i])
+        if marked:
+            stack_h = pad_t + plot_h - base
+            parts.append(f'<rect x="{x - 2:.1f}" y="{base - 2:.1f}" width="{bar_w + 4:.1f}" '
+                         f'height="{stack_h + 2:.1f}" class="over"{key}/>')  # fmt: skip
+        if marked or i % max(len(labels) // 7, 1) == 0:  # at most ~7 labels: never overlap
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - pad_b + 16}" '
-                         f'class="axis" text-anchor="middle">{_e(label)}</text>')  # fmt: skip
+                         f'class="axis{" over" if marked else ""}" text-anchor="middle">'
+                         f"{_e(label)}</text>")  # fmt: skip
     if line:
         points = [
             f"{pad_l + i * step + step / 2:.1f},{pad_t + plot_h * (1 - v / top):.1f}"
@@ -200,8 +219,15 @@ def bar_chart(
         for n in series
     )
     if line:
-        legend += '<span class="key"><i class="trend-key"></i>trailing average</span>'
+        legend += f'<span class="key"><i class="trend-key"></i>{_e(line_label)}</span>'
+    if highlight and any(highlight):
+        legend += '<span class="key"><i class="over-key"></i>over the threshold</span>'
     return f"<figure>{''.join(parts)}<figcaption>{legend}</figcaption></figure>"
+
+
+def _number(value: float) -> str:
+    """A value exactly, for a machine (``data-value``): 1234567, not 1.23e+06."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _fmt(value: float) -> str:
@@ -255,6 +281,7 @@ def render(settings: Settings, now: datetime | None = None) -> str:
         freshness=_freshness_rows(fresh),
         volume=_volume_section(settings, now),
         dq=_dq_section(test_results(settings)),
+        changes=changes_section(watchdog.table_changes(settings)),
         quarantine=_quarantine_chart(daily_quarantine(settings), _days(now)),
         runs=_runs_section(metrics, recent),
         cost=_cost_section(metrics, recent),
@@ -313,6 +340,106 @@ def _dq_section(results: list[dict[str, Any]]) -> str:
     return (f'<div class="card">{chart}</div><div class="card"><h3>Latest dbt invocation</h3>'
             "<table><tr><th>Status</th><th>Test</th><th>Rows</th><th>Quarantine table</th></tr>"
             f"{rows}</table></div>")  # fmt: skip
+
+
+def changes_section(rows: list[dict[str, Any]]) -> str:
+    """Per gold table (rows of ``ops.table_changes``, oldest first): rows added, removed and
+    changed per build (its recent builds, those over the threshold outlined, the threshold as
+    changed rows drawn over them), its most changed columns over those builds and in the last
+    one, examples of the last build's changes, and the builds over the threshold listed."""
+    if not rows:
+        return ('<div class="card"><p class="empty">No builds recorded yet: the change audit '
+                "writes a row to ops.table_changes per gold table after each build.</p>"
+                "</div>")  # fmt: skip
+    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_table[str(row.get("table"))].append(row)
+    cards = [_change_card(t, builds[-RUNS_SHOWN:]) for t, builds in sorted(by_table.items())]
+    return f'<div class="grid2">{"".join(cards)}</div>'
+
+
+def _build_label(row: dict[str, Any]) -> str:
+    at = row.get("recorded_at")
+    return at.strftime("%m-%d %H:%M") if isinstance(at, datetime) else str(row.get("build_id"))
+
+
+def _change_card(table: str, builds: list[dict[str, Any]]) -> str:
+    last = builds[-1]
+    over = [watchdog.over_threshold(b) for b in builds]
+    chart = bar_chart(
+        [_build_label(b) for b in builds],
+        {kind: [int(b.get(kind) or 0) for b in builds] for kind in CHANGE_COLOURS},
+        CHANGE_COLOURS,
+        line=[None if b.get("alert_share") is None
+              else b["alert_share"] * max(int(b.get("rows_before") or 0), 1) for b in builds],
+        line_label="threshold (changed rows that alert)",
+        highlight=over, keys=[str(b.get("build_id")) for b in builds],
+        title=f"{table}: rows added, removed and changed per build",
+    )  # fmt: skip
+    badge = _badge("error", "over the threshold") if over[-1] else _badge("ok", "within the limit")
+    recent: dict[str, int] = defaultdict(int)
+    for b in builds:
+        for column, n in b["columns"].items():
+            recent[column] += n
+    return (
+        f'<div class="card" data-table="{_e(table)}"><h3>{_e(table)} {badge}</h3>'
+        f"<p>Last build: {_e(watchdog.describe_change(last))}; version "
+        f"{_e(last.get('from_version'))} to {_e(last.get('to_version'))}, "
+        f"{_e(count(last.get('rows_after')))} rows now, keyed by {_e(last.get('key') or '-')}.</p>"
+        f'{chart}<div class="cols">'
+        f"{_top_columns(f'Most changed columns, last {len(builds)} builds', recent, 'recent')}"
+        f"{_top_columns('Most changed columns, last build', last['columns'], 'last')}</div>"
+        f"{_examples(last)}{_over_builds(builds, over)}</div>"
+    )
+
+
+def _top_columns(title: str, counts: dict[str, int], kind: str) -> str:
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_COLUMNS]
+    rows = "".join(f'<tr><td class="long mono">{_e(c)}</td><td>{n:,}</td></tr>' for c, n in ranked)
+    rows = rows or '<tr><td colspan="2">No column changed.</td></tr>'
+    return (f'<div><h4>{_e(title)}</h4><table class="top-columns {kind}"><tr><th>Column</th>'
+            f"<th>Rows changed</th></tr>{rows}</table></div>")  # fmt: skip
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+
+
+def _examples(last: dict[str, Any]) -> str:
+    """A few of the last build's changed rows: their key, the kind, each column before/after."""
+    rows = []
+    for example in last["examples"][:EXAMPLES_SHOWN]:
+        key = example.get("key")
+        key_text = (", ".join(f"{k}={_short(v)}" for k, v in key.items())
+                    if isinstance(key, dict) else _short(key))  # fmt: skip
+        columns = example.get("columns")
+        changes = "; ".join(
+            f"{c}: {_short(v[0])} → {_short(v[1])}"
+            if isinstance(v, list) and len(v) == 2 else f"{c}: {_short(v)}"
+            for c, v in (columns.items() if isinstance(columns, dict) else [])
+        )  # fmt: skip
+        rows.append(f'<tr><td>{_e(example.get("kind", "?"))}</td><td class="long mono key">'
+                    f'{_e(key_text)}</td><td class="long mono">{_e(changes or "-")}</td>'
+                    "</tr>")  # fmt: skip
+    body = "".join(rows) or '<tr><td colspan="3">No example recorded.</td></tr>'
+    return ('<h4>Examples from the last build</h4><table class="examples"><tr><th>Kind</th>'
+            f"<th>Key</th><th>Columns (before → after)</th></tr>{body}</table>")  # fmt: skip
+
+
+def _over_builds(builds: list[dict[str, Any]], over: list[bool]) -> str:
+    flagged = [b for b, o in zip(builds, over, strict=True) if o]
+    if not flagged:
+        return f"<p>No build of the last {len(builds)} went over the threshold.</p>"
+    rows = "".join(
+        f'<tr class="over"><td class="long mono">{_e(b.get("build_id"))}</td>'
+        f"<td>{_e(_build_label(b))}</td><td>{(b.get('change_share') or 0):.1%}</td>"
+        f"<td>{'-' if b.get('alert_share') is None else format(b['alert_share'], '.1%')}</td></tr>"
+        for b in reversed(flagged)
+    )
+    return ('<h4>Builds over the threshold</h4><table class="over-builds"><tr><th>Build</th>'
+            "<th>Recorded (UTC)</th><th>Changed</th><th>Threshold</th></tr>"
+            f"{rows}</table>")  # fmt: skip
 
 
 def _quarantine_chart(quarantine: dict[str, dict[date, int]], days: list[date]) -> str:
@@ -405,13 +532,20 @@ th {{ background: #eaeef2; }}
 .badge {{ border-radius: 10px; padding: 1px 8px; font-size: 12px; color: #fff;
   white-space: nowrap; }}
 .ok {{ background: #1a7f37; }} .warn {{ background: #bf8700; }}
+.mono {{ font-family: ui-monospace, monospace; }}
 .error, .never {{ background: #cf222e; }}
 svg.chart {{ width: 100%; max-width: 640px; height: auto; }}
 svg .grid {{ stroke: #d0d7de; }} svg .axis {{ font-size: 10px; fill: #57606a; }}
 svg .trend {{ fill: none; stroke: #cf222e; stroke-width: 2; }}
+svg rect.over {{ fill: none; stroke: #cf222e; stroke-width: 2; stroke-dasharray: 4 2; }}
+svg text.over {{ fill: #cf222e; font-weight: bold; }}
+tr.over td {{ background: #ffebe9; }} td.key {{ min-width: 140px; }}
+.cols {{ display: flex; gap: 12px; flex-wrap: wrap; }}
+.cols > div {{ flex: 1 1 200px; }} .cols h4 {{ margin: 6px 0 4px; font-size: 13px; }}
 figure {{ margin: 0; }} figcaption {{ font-size: 12px; color: #57606a; }}
 .key {{ margin-right: 12px; }} .key i {{ display: inline-block; width: 10px; height: 10px;
   margin-right: 4px; }} .trend-key {{ background: #cf222e; height: 2px !important; }}
+.over-key {{ border: 2px dashed #cf222e; box-sizing: border-box; }}
 </style></head>
 <body>
 <header><h1>Lakehouse watchdog report</h1>
@@ -424,6 +558,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; color: #57606a; }}
 <section id="volume"><h2>Volume vs trailing average</h2><div class="grid2">{volume}</div>
 </section>
 <section id="dq"><h2>Data-quality failures</h2><div class="grid2">{dq}</div></section>
+<section id="changes"><h2>Changes in gold</h2>{changes}</section>
 <section id="quarantine"><h2>Quarantine growth</h2><div class="card">{quarantine}</div>
 </section>
 <section id="runs"><h2>Run durations</h2><div class="grid2">{runs}</div></section>

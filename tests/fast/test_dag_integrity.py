@@ -34,7 +34,7 @@ PYTHON = airflow.VENV / "bin" / "python"
 # Its own target folder: never the manifest a running Airflow of this checkout reads.
 MANIFEST_TARGET = "target/dag_integrity"
 DAG_IDS = {"ingest_sources", "build_analytics", "dq_watchdog"}
-WATCHDOG_TASKS = {"source_freshness", "volume", "quarantine_growth", "report"}
+WATCHDOG_TASKS = {"source_freshness", "volume", "quarantine_growth", "gold_changes", "report"}
 PRODUCER, PRODUCER_DONE = "dbt.dbt_producer_watcher", "dbt.dbt_producer_watcher_done"
 NOTIFIERS = {
     "log": "lakehouse_airflow.alerts.AuditLogNotifier",
@@ -160,6 +160,8 @@ def test_dq_watchdog_runs_its_checks_side_by_side_with_run_overrides(loaded: Loa
     assert tasks["report"]["bash_command"] == (
         f"{lakehouse} report --html-only && {lakehouse} docs --lineage-only"
     )
+    # the command tests/fast/test_change_alert.py runs through the notifiers (change_alert_probe)
+    assert tasks["gold_changes"]["bash_command"] == f"{lakehouse} watchdog changes"
     rendered = loaded.bag["dags"]["dq_watchdog"]["rendered"]
     assert rendered == {
         "volume": {

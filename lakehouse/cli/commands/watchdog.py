@@ -1,4 +1,5 @@
-"""``lakehouse watchdog``: judge bronze volume or quarantine growth; exit 1 on a breach."""
+"""``lakehouse watchdog``: judge bronze volume or quarantine growth, or raise the gold changes over
+their threshold (each build and table once); exit 1 on a breach."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     conf = settings.orchestration.watchdog.model_copy(update=overrides)
-    check = watchdog.volume if args.check == "volume" else watchdog.quarantine_growth
-    findings = check(settings, conf)
+    if args.check == "changes":
+        findings = watchdog.gold_changes(settings)
+    elif args.check == "volume":
+        findings = watchdog.volume(settings, conf)
+    else:
+        findings = watchdog.quarantine_growth(settings, conf)
     for finding in findings:
         verdict = "BREACH" if finding.breach else "ok"
         log.info(f"{verdict:6} {finding.subject}: {finding.message}")
