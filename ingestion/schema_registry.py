@@ -306,7 +306,8 @@ def parse_schema(
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise RegistryError(f"{path}: not a valid JSON Schema: {exc.message}") from None
+        where = "/".join(map(str, exc.path)) or "(top)"
+        raise RegistryError(f"{path}: not a valid JSON Schema at {where}: {exc.message}") from None
     _only(path, "", schema, TOP_KEYWORDS)
     if schema.get("type") != "object":
         raise RegistryError(f"{path}: an event schema has type object")
