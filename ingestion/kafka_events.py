@@ -223,14 +223,14 @@ EXACT_MILLIS = 2**32 * 1000
 
 def _parsed(
     messages: list[Any],
-) -> tuple[list[dict[str, Any]], list[int], dict[int, tuple[EventSchema, list[int]]]]:
-    """The events orjson reads as ``_parse`` would, their indexes in ``messages``, and the
-    positions (in the events) of each declared schema's events.
+) -> tuple[list[dict[str, Any]], list[int], list[str], dict[int, tuple[EventSchema, list[int]]]]:
+    """The events orjson reads as ``_parse`` would, their indexes in ``messages``, the version
+    each declares, and the positions (in the events) of each declared schema's events.
 
     Only messages with exactly one ``schema_version`` header naming a version the registry has
     for the event's type: ``_declared_schema`` says why about the others.
     """
-    events, at, groups = [], [], {}
+    events, at, versions, groups = [], [], [], {}
     for i, message in enumerate(messages):
         value = message.value()
         if value is None:
@@ -265,26 +265,25 @@ def _parsed(
         groups.setdefault(id(schema), (schema, []))[1].append(len(events))
         events.append(event)
         at.append(i)
-    return events, at, groups
+        versions.append(schema.version)
+    return events, at, versions, groups
 
 
 def _vouched(
     events: list[dict[str, Any]],
     at: list[int],
+    version: list[str],
     groups: dict[int, tuple[EventSchema, list[int]]],
 ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
     """The events (and their indexes in the batch) the column check vouches valid against their
     declared schema, with that schema's version: jsonschema judges the rest, row by row."""
-    version: list[str | None] = [None] * len(events)
+    refused: set[int] = set()
     for schema, positions in groups.values():
         members = [events[j] for j in positions] if len(groups) > 1 else events
-        bad = schema.unvouched(members)
-        for n, j in enumerate(positions):
-            if n not in bad:
-                version[j] = schema.version
-    if None not in version:
-        return events, at, version  # type: ignore[return-value]
-    keep = [j for j, v in enumerate(version) if v is not None]
+        refused.update(positions[n] for n in schema.unvouched(members))
+    if not refused:
+        return events, at, version
+    keep = [j for j in range(len(events)) if j not in refused]
     return [events[j] for j in keep], [at[j] for j in keep], [version[j] for j in keep]
 
 

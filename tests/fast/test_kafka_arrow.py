@@ -194,7 +194,7 @@ def message(value: bytes, millis: int = 0) -> Message:
 def test_orjson_reads_a_double_as_pythons_json_does(value) -> None:
     """A float the batch path reads with orjson is the double Python's json reads."""
     text = json.dumps({"event_type": "click", "amount": value})
-    events, _, _ = kafka_events._parsed([message(text.encode())])
+    events, *_ = kafka_events._parsed([message(text.encode())])
     if events and isinstance(events[0]["amount"], float):
         assert events[0]["amount"] == float(json.loads(text)["amount"])
 
