@@ -6,8 +6,15 @@ keyed by (topic, partition, offset) with dlt's ``insert-only`` merge. The offset
 state only when the load commits, so a crashed run is simply read again, and a *replay* (from an
 earlier offset, or from a timestamp) re-reads history without duplicating a row already in
 bronze. Every message ends in exactly one of bronze ``events`` or ``quarantine``: tombstones
-(null values), values that are not JSON objects, keys that are not UTF-8, contract violations
-are quarantined with their raw bytes (UTF-8 text or base64), key, headers and coordinates.
+(null values), values that are not JSON objects, keys that are not UTF-8, messages with no known
+schema version, events invalid against their version, contract violations are quarantined with
+their raw bytes (UTF-8 text or base64), key, headers and coordinates.
+
+Versions: each message declares the version of its event type's JSON Schema in its
+``schema_version`` header (``_declared_schema`` says why a header); the schemas live in
+``ingestion/event_schemas`` (``ingestion/schema_registry.py``), the bronze table has a column for
+every field of every version, and each row records the version it was validated against in
+``_schema_version``.
 Offsets are kept per topic and partition (``offsets_state``).
 
 dlt's verified Kafka source is fetched from GitHub by ``dlt init``, which is unreachable here;
@@ -189,9 +196,11 @@ def guard_batch(
     Every message ends in exactly one place, as with the per-row guard. The batch is parsed
     with orjson (several times faster than Python's json, and where it succeeds, the same
     values, but for integers beyond 64 bits, which ``ArrowRows`` guards against) and Kafka's
-    coordinates become Arrow columns; ``ArrowRows.take_many`` vouches for the rest. What either
-    cannot vouch for (tombstones, values orjson refuses such as NaN, lone surrogates, a BOM,
-    keys that are not ASCII, unknown columns, contract violations...) goes through
+    coordinates and the declared versions become Arrow columns; each version's schema vouches for
+    its events a column at a time (``EventSchema.unvouched``), and ``ArrowRows.take_many`` for
+    what bronze makes of them. What none can vouch for (tombstones, values orjson refuses such
+    as NaN, lone surrogates, a BOM, keys that are not ASCII, no or an unknown version, events
+    jsonschema must judge, unknown columns, contract violations...) goes through
     ``guard_one`` with ``_parse``, message by message, which decides and says why; only then
     is what quarantine keeps of a message (``origin``) built.
     """
