@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from hashlib import shake_128
+from itertools import repeat
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -804,8 +805,8 @@ class ArrowRows:
                 columns = dict(zip(names, values, strict=True))
             except KeyError:
                 pass
-        if not columns:
-            columns = {name: [row.get(name) for row in batch] for name in names}
+        if not columns:  # some rows lack a column (an older event version's): column by column
+            columns = {name: _column(batch, name) for name in names}
         for name, kind, nullable, required in self.plan:
             if name in given:
                 arrays.append(given[name])
@@ -902,6 +903,15 @@ class ArrowRows:
             chunks = [*chunks, self._with_metadata(arrays, self.ids)]
         self.clear()
         return pa.concat_tables(chunks)
+
+
+def _column(batch: list[dict], name: str) -> list[Any]:
+    """``[row.get(name) for row in batch]``, in C: ``itemgetter`` while every row has the
+    column, ``dict.get`` from the first row that lacks it."""
+    try:
+        return list(map(itemgetter(name), batch))
+    except KeyError:
+        return list(map(dict.get, batch, repeat(name)))
 
 
 # An ISO timestamp in UTC as producers write it: Arrow parses these as fromisoformat does (both

@@ -6,8 +6,15 @@ keyed by (topic, partition, offset) with dlt's ``insert-only`` merge. The offset
 state only when the load commits, so a crashed run is simply read again, and a *replay* (from an
 earlier offset, or from a timestamp) re-reads history without duplicating a row already in
 bronze. Every message ends in exactly one of bronze ``events`` or ``quarantine``: tombstones
-(null values), values that are not JSON objects, keys that are not UTF-8, contract violations
-are quarantined with their raw bytes (UTF-8 text or base64), key, headers and coordinates.
+(null values), values that are not JSON objects, keys that are not UTF-8, messages with no known
+schema version, events invalid against their version, contract violations are quarantined with
+their raw bytes (UTF-8 text or base64), key, headers and coordinates.
+
+Versions: each message declares the version of its event type's JSON Schema in its
+``schema_version`` header (``_declared_schema`` says why a header); the schemas live in
+``ingestion/event_schemas`` (``ingestion/schema_registry.py``), the bronze table has a column for
+every field of every version, and each row records the version it was validated against in
+``_schema_version``.
 Offsets are kept per topic and partition (``offsets_state``).
 
 dlt's verified Kafka source is fetched from GitHub by ``dlt init``, which is unreachable here;
@@ -38,6 +45,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from ingestion import schema_registry
 from ingestion.contracts import (
     ARROW_TYPES,
     ArrowRows,
@@ -52,12 +60,17 @@ from ingestion.contracts import (
     quarantine_batch,
     safe_text,
 )
+from ingestion.schema_registry import SCHEMA_VERSION_COLUMN, VERSION_HEADER, EventSchema
 from ingestion.spec import Backfill, LoadRequest, SourceSpec
 from lakehouse.core import naming
 from lakehouse.core.config import KafkaSourceConfig, SchemaPolicy
 
 TS = {"data_type": "timestamp", "timezone": True}
 
+REGISTRY = schema_registry.load()
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_key", "kafka_timestamp")
+# The bronze table: Kafka's coordinates, every field any version of any event type declares
+# (ingestion/event_schemas), and the version the message declared.
 EVENTS = TableContract(
     name="events",
     columns={
@@ -66,20 +79,15 @@ EVENTS = TableContract(
         "kafka_offset": {"data_type": "bigint", "nullable": False},
         "kafka_key": {"data_type": "text"},
         "kafka_timestamp": TS,
-        "event_id": {"data_type": "text"},
-        "event_type": {"data_type": "text"},
-        "customer_id": {"data_type": "bigint"},
-        "event_time": TS,
-        "session_id": {"data_type": "bigint"},
-        "order_id": {"data_type": "bigint"},
-        "page_url": {"data_type": "text"},
-        "amount": {"data_type": "double"},
-        "currency": {"data_type": "text"},
+        **REGISTRY.bronze_columns(),
+        SCHEMA_VERSION_COLUMN: {"data_type": "text", "nullable": False},
     },
     required=("event_id", "event_type", "event_time"),
 )
-KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_key", "kafka_timestamp")
-_KAFKA_KEYS = frozenset(KAFKA_COLUMNS)
+# Columns the loader sets: an event setting one itself is malformed.
+_RESERVED = frozenset({*KAFKA_COLUMNS, SCHEMA_VERSION_COLUMN})
+# The schema of each (event type, schema_version header bytes) the registry knows.
+_BY_HEADER = {(s.event_type, s.version.encode("ascii")): s for s in REGISTRY.all()}
 PRIMARY_KEY = ("kafka_topic", "kafka_partition", "kafka_offset")
 # Rows per item handed to dlt: it computes and validates a table's hints once per item (some ms),
 # so an item per consumed batch, or per quarantined message, would cost more than its rows.
@@ -117,7 +125,8 @@ def _metadata(message: Any) -> dict[str, Any]:
 
 
 def _parse(message: Any) -> dict[str, Any]:
-    """The event as a row: its JSON fields plus where it sits in Kafka. Raise if it is none.
+    """The event as a row: its JSON fields, where it sits in Kafka, and the schema version it
+    declared and is valid against. Raise ``BadValue`` saying why if it is none.
 
     A tombstone (null value) is not an event. Where a JSON object repeats a key, the last value
     wins (Python's json, like most parsers); quarantine would keep the bytes as sent.
@@ -131,10 +140,46 @@ def _parse(message: Any) -> dict[str, Any]:
         raise BadValue(f"malformed record: not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise BadValue(f"malformed record: expected a JSON object, got {type(event).__name__}")
-    clash = sorted(set(event) & set(KAFKA_COLUMNS))
+    clash = sorted(set(event) & _RESERVED)
     if clash:
-        raise BadValue(f"malformed record: the event sets Kafka's own columns {clash}")
-    return {**event, **_metadata(message)}
+        raise BadValue(f"malformed record: the event sets the loader's own columns {clash}")
+    metadata = _metadata(message)
+    schema = _declared_schema(message, event)
+    why = schema.violation(event)
+    if why is not None:
+        raise BadValue(f"schema violation: {schema.label}: {why}")
+    return {**event, **metadata, SCHEMA_VERSION_COLUMN: schema.version}
+
+
+def _declared_schema(message: Any, event: dict[str, Any]) -> EventSchema:
+    """The registry's schema for the event's ``event_type`` at the version its
+    ``schema_version`` header declares; raise ``BadValue`` when there is none.
+
+    Why a header for the version and the payload's field for the type: the type is part of the
+    event (every reader of bronze needs it, and each schema pins it), the version is how the
+    event is written, which a consumer must know before it reads the payload, as Confluent's
+    wire format and CloudEvents' binary mode keep it outside the data. A header is what a
+    producer sets without touching the event, and a broker-side tool can route on it.
+    """
+    declared = [raw for name, raw in message.headers() or [] if name == VERSION_HEADER]
+    if not declared:
+        raise BadValue(f"unknown schema version: the message has no {VERSION_HEADER} header")
+    if len(declared) > 1:
+        raise BadValue(f"unknown schema version: the message has {len(declared)} "
+                       f"{VERSION_HEADER} headers")  # fmt: skip
+    kind = event.get("event_type")
+    if not isinstance(kind, str) or kind not in REGISTRY.schemas:
+        shown = "none" if kind is None else safe_text(json.dumps(kind, default=repr), 80)
+        raise BadValue(f"unknown event type: {shown} is not in the schema registry "
+                       f"({', '.join(REGISTRY.event_types())})")  # fmt: skip
+    raw = declared[0]
+    version = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
+    schema = REGISTRY.get(kind, version) if isinstance(raw, bytes) and raw.isascii() else None
+    if schema is None:
+        shown = "null" if raw is None else safe_text(repr(version), 40)
+        raise BadValue(f"unknown schema version: {kind} has no version {shown} in the registry "
+                       f"(it has {', '.join(REGISTRY.versions(kind))})")  # fmt: skip
+    return schema
 
 
 def guard_batch(
@@ -151,16 +196,19 @@ def guard_batch(
     Every message ends in exactly one place, as with the per-row guard. The batch is parsed
     with orjson (several times faster than Python's json, and where it succeeds, the same
     values, but for integers beyond 64 bits, which ``ArrowRows`` guards against) and Kafka's
-    coordinates become Arrow columns; ``ArrowRows.take_many`` vouches for the rest. What either
-    cannot vouch for (tombstones, values orjson refuses such as NaN, lone surrogates, a BOM,
-    keys that are not ASCII, unknown columns, contract violations...) goes through
+    coordinates and the declared versions become Arrow columns; each version's schema vouches for
+    its events a column at a time (``EventSchema.unvouched``), and ``ArrowRows.take_many`` for
+    what bronze makes of them. What none can vouch for (tombstones, values orjson refuses such
+    as NaN, lone surrogates, a BOM, keys that are not ASCII, no or an unknown version, events
+    jsonschema must judge, unknown columns, contract violations...) goes through
     ``guard_one`` with ``_parse``, message by message, which decides and says why; only then
     is what quarantine keeps of a message (``origin``) built.
     """
-    events, at = _parsed(messages)
+    events, at, versions = _vouched(*_parsed(messages))
     taken = set(at)
     if events:
         coordinates = _coordinates([messages[i] for i in at])
+        coordinates[SCHEMA_VERSION_COLUMN] = pa.array(versions, pa.string())
         taken -= {at[i] for i in rows.take_many(events, coordinates)}
     declared = set(rows.schema.names)
     items = []
@@ -182,9 +230,16 @@ def guard_batch(
 EXACT_MILLIS = 2**32 * 1000
 
 
-def _parsed(messages: list[Any]) -> tuple[list[dict[str, Any]], list[int]]:
-    """The events orjson reads as ``_parse`` would, and their indexes in ``messages``."""
-    events, at = [], []
+def _parsed(
+    messages: list[Any],
+) -> tuple[list[dict[str, Any]], list[int], list[str], dict[int, tuple[EventSchema, list[int]]]]:
+    """The events orjson reads as ``_parse`` would, their indexes in ``messages``, the version
+    each declares, and the positions (in the events) of each declared schema's events.
+
+    Only messages with exactly one ``schema_version`` header naming a version the registry has
+    for the event's type: ``_declared_schema`` says why about the others.
+    """
+    events, at, versions, groups = [], [], [], {}
     for i, message in enumerate(messages):
         value = message.value()
         if value is None:
@@ -193,7 +248,7 @@ def _parsed(messages: list[Any]) -> tuple[list[dict[str, Any]], list[int]]:
             event = orjson.loads(value)
         except orjson.JSONDecodeError:
             continue
-        if type(event) is not dict or not _KAFKA_KEYS.isdisjoint(event):
+        if type(event) is not dict or not _RESERVED.isdisjoint(event):
             continue
         if not message.topic().isascii():
             continue  # Kafka allows only ASCII names; a topic that is not: the guard decides
@@ -202,9 +257,43 @@ def _parsed(messages: list[Any]) -> tuple[list[dict[str, Any]], list[int]]:
             continue  # ``_metadata`` decides: base64 in quarantine, or a PUA marker refused
         if message.timestamp()[1] >= EXACT_MILLIS:
             continue
+        headers = message.headers()
+        if not headers:
+            continue
+        if len(headers) == 1:  # the common case
+            name, raw = headers[0]
+            declared = [raw] if name == VERSION_HEADER else []
+        else:
+            declared = [raw for name, raw in headers if name == VERSION_HEADER]
+        kind = event.get("event_type")
+        if len(declared) != 1 or type(kind) is not str:
+            continue
+        schema = _BY_HEADER.get((kind, declared[0]))
+        if schema is None:
+            continue
+        groups.setdefault(id(schema), (schema, []))[1].append(len(events))
         events.append(event)
         at.append(i)
-    return events, at
+        versions.append(schema.version)
+    return events, at, versions, groups
+
+
+def _vouched(
+    events: list[dict[str, Any]],
+    at: list[int],
+    version: list[str],
+    groups: dict[int, tuple[EventSchema, list[int]]],
+) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+    """The events (and their indexes in the batch) the column check vouches valid against their
+    declared schema, with that schema's version: jsonschema judges the rest, row by row."""
+    refused: set[int] = set()
+    for schema, positions in groups.values():
+        members = [events[j] for j in positions] if len(groups) > 1 else events
+        refused.update(positions[n] for n in schema.unvouched(members))
+    if not refused:
+        return events, at, version
+    keep = [j for j in range(len(events)) if j not in refused]
+    return [events[j] for j in keep], [at[j] for j in keep], [version[j] for j in keep]
 
 
 def _coordinates(messages: list[Any]) -> dict[str, pa.Array]:

@@ -23,7 +23,7 @@ from lakehouse.stack.services import kafka
 
 
 def event(n: int, **fields) -> dict:
-    base = {"event_id": f"ev-{n}", "event_type": "page_view", "customer_id": n,
+    base = {"event_id": f"ev-{n}", "event_type": "click", "customer_id": n,
             "event_time": "2025-01-02T03:04:05+00:00", "session_id": n, "page_url": "/p",
             "amount": 1.5, "currency": "EUR"}  # fmt: skip
     return {**base, **fields}
@@ -42,6 +42,12 @@ WRONG_TYPES = {  # one message per column, each with a value its type cannot hol
     "session_id": 1.5, "order_id": True, "page_url": ["/p"], "amount": "ten",
     "currency": {"code": "EUR"},
 }  # fmt: skip
+# What refuses each: the event type's schema (JSON types), the registry (no such event type), or
+# the bronze guard (a string the schema allows that is no timestamp)
+WRONG_TYPE_REASON = {"event_type": "unknown event type", "event_time": "bad value for event_time"}
+V1 = [("schema_version", b"1")]
+V2 = [("schema_version", b"2")]
+ORDER = {"event_type": "order_placed", "order_id": 7, "page_url": None}
 DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000
 # (label, key, value, headers, expected: "bronze" or the quarantine reason's start)
 KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
@@ -58,9 +64,28 @@ KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
     ("nested 5000 deep", b"k", DEEP, None, "malformed record"),
     ("1 MB event", b"k", js(event(100, page_url="/" + "x" * 1_000_000)), None, "bronze"),
     ("1 MB of junk", b"k", b"\x00junk" * 200_000, None, "malformed record"),
-    ("object in a text field", b"k", js(event(101, page_url={"a": 1})), None, "bad value"),
-    ("int beyond int64", b"k", js(event(102, customer_id=2**64)), None, "bad value"),
-    ("lone surrogate escape", b"k", js(event(103, event_type="\ud800")), None, "bad value"),
+    (
+        "object in a text field",
+        b"k",
+        js(event(101, page_url={"a": 1})),
+        None,
+        "schema violation: click v1: page_url: type: {'a': 1} is not of type 'string', 'null'",
+    ),
+    (
+        "int beyond int64",
+        b"k",
+        js(event(102, customer_id=2**64)),
+        None,
+        "schema violation: click v1: customer_id: maximum: ",
+    ),
+    (
+        "lone surrogate escape in the event type",
+        b"k",
+        js(event(103, event_type="\ud800")),
+        None,
+        "unknown event type",
+    ),
+    ("lone surrogate escape", b"k", js(event(109, page_url="\ud800")), None, "bad value"),
     ("NaN", b"k", js(event(104, amount=float("nan"))), None, "bad value"),
     ("Infinity", b"k", js(event(105, amount=float("inf"))), None, "bad value"),
     ("dlt's PUA marker", b"k", js(event(106, page_url="\uf026123")), None, "bad value"),
@@ -79,18 +104,135 @@ KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
         "bad value",
     ),
     *[
-        (f"wrong type: {c}", b"k", js(event(110 + i, **{c: v})), None, "bad value")
+        (
+            f"wrong type: {c}",
+            b"k",
+            js(event(110 + i, **{c: v})),
+            None,
+            WRONG_TYPE_REASON.get(c, f"schema violation: click v1: {c}: type: "),
+        )
         for i, (c, v) in enumerate(WRONG_TYPES.items())
     ],
-    ("an int in a text column", b"k", js(event(120, event_id=120)), None, "bronze"),
-    ("missing event_id", b"k", js(_without(121, "event_id")), None, "missing required value"),
-    ("missing event_time", b"k", js(_without(122, "event_time")), None, "missing required value"),
+    (
+        "an int in a text column",
+        b"k",
+        js(event(120, event_id=120)),
+        None,
+        "schema violation: click v1: event_id: type: 120 is not of type 'string'",
+    ),
+    (
+        "missing event_id",
+        b"k",
+        js(_without(121, "event_id")),
+        None,
+        "schema violation: click v1: event_id: required: 'event_id' is a required property",
+    ),
+    (
+        "missing event_time",
+        b"k",
+        js(_without(122, "event_time")),
+        None,
+        "schema violation: click v1: event_time: required",
+    ),
+    (
+        "empty event_id",
+        b"k",
+        js(event(128, event_id="")),
+        None,
+        "schema violation: click v1: event_id: minLength",
+    ),
+    # versions: the schema_version header names the version of the event type's schema
+    (
+        "order v2",
+        b"k",
+        js(event(130, **ORDER, currency_code="EUR", payment_method="card")),
+        V2,
+        "bronze",
+    ),
+    ("order v1", b"k", js(event(131, **ORDER)), V1, "bronze"),
+    (
+        "a v2 field on a v1 order: schemas are open",
+        b"k",
+        js(event(132, **ORDER, payment_method="card")),
+        V1,
+        "bronze",
+    ),
+    (
+        "order v2, invalid",
+        b"k",
+        js(event(133, **ORDER, payment_method="cash")),
+        V2,
+        "schema violation: order_placed v2: payment_method: enum: 'cash' is not one of",
+    ),
+    (
+        "no schema_version header",
+        b"k",
+        js(event(134)),
+        [],
+        "unknown schema version: the message has no schema_version header",
+    ),
+    (
+        "unknown version",
+        b"k",
+        js(event(135)),
+        [("schema_version", b"9")],
+        "unknown schema version: click has no version '9' in the registry (it has 1)",
+    ),
+    (
+        "click v2 (orders only have one)",
+        b"k",
+        js(event(136)),
+        V2,
+        "unknown schema version: click has no version '2'",
+    ),
+    (
+        "two schema_version headers",
+        b"k",
+        js(event(137)),
+        V1 + V2,
+        "unknown schema version: the message has 2 schema_version headers",
+    ),
+    (
+        "a version that is not text",
+        b"k",
+        js(event(138)),
+        [("schema_version", b"\xff")],
+        "unknown schema version: click has no version",
+    ),
+    (
+        "a null version",
+        b"k",
+        js(event(139)),
+        [("schema_version", None)],
+        "unknown schema version: click has no version null",
+    ),
+    (
+        "an event type the registry lacks",
+        b"k",
+        js(event(140, event_type="page_view")),
+        None,
+        'unknown event type: "page_view" is not in the schema registry',
+    ),
+    (
+        "a schema violation under a bad version too",
+        b"k",
+        js(event(141, customer_id="x")),
+        [("schema_version", b"7")],
+        "unknown schema version",
+    ),
+    (
+        "sets _schema_version itself",
+        b"k",
+        js(event(142, _schema_version="2")),
+        None,
+        "malformed record",
+    ),
     ("unknown column", b"k", js(event(123, mystery=1)), None, "unknown columns"),
     ("sets kafka_offset itself", b"k", js(event(124, kafka_offset=1)), None, "malformed record"),
     (
         "duplicate keys",
         b"k",
-        b'{"event_id": "dup-a", "event_id": "dup-b", "event_type": "x", '
+        b'{"event_id": "dup-a", "event_id": "dup-b", "event_type": "click", '
         b'"event_time": "2025-01-01T00:00:00Z"}',
         None,
         "bronze",
@@ -101,7 +243,7 @@ KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
         "weird headers",
         b"k",
         js(event(127)),
-        [("h", b"\xff"), ("", None), ("x" * 50, b"v")],
+        [("h", b"\xff"), ("", None), ("x" * 50, b"v"), *V1],
         "bronze",
     ),
     (
@@ -112,6 +254,11 @@ KAFKA_CASES: list[tuple[str, bytes | None, bytes | None, list | None, str]] = [
         "malformed record",
     ),
 ]
+
+
+# A case without headers declares v1, as the topic's producers do ([] sends none at all).
+KAFKA_CASES = [(label, key, value, V1 if headers is None else headers, expected)
+               for label, key, value, headers, expected in KAFKA_CASES]  # fmt: skip
 
 
 def produce(bootstrap: str, topic: str, cases, partitions: int) -> dict[tuple[int, int], int]:
@@ -169,9 +316,16 @@ def test_hostile_kafka_messages_each_end_in_one_place(tmp_settings, source_syste
         if headers:
             assert [h[0] for h in json.loads(kept["kafka_headers"])] == [h[0] for h in headers]
     by_id = {e["event_id"]: e for e in events}
-    assert by_id["dup-b"]["event_type"] == "x", "duplicate JSON keys: the last value wins"
-    assert by_id["120"]["kafka_key"] == "k", "a number in a text column is its text"
+    assert by_id["dup-b"]["event_type"] == "click", "duplicate JSON keys: the last value wins"
+    assert "120" not in by_id, "a number where the schema says string is refused, not cast"
     assert len(by_id["ev-100"]["page_url"]) == 1_000_001
+    at = {(e["kafka_partition"], e["kafka_offset"]): e for e in events}
+    for coordinates, index in where.items():  # every row records the version it declared
+        if coordinates in at:
+            declared = dict(KAFKA_CASES[index][3])["schema_version"].decode()
+            assert at[coordinates]["_schema_version"] == declared, KAFKA_CASES[index][0]
+    assert (by_id["ev-130"]["payment_method"], by_id["ev-130"]["currency_code"]) == ("card", "EUR")
+    assert by_id["ev-131"]["payment_method"] is None and by_id["ev-131"]["_schema_version"] == "1"
 
     assert summary.read == len(KAFKA_CASES) and summary.balanced
     assert summary.loaded == len(events) and summary.quarantined == len(quarantined)

@@ -103,7 +103,8 @@ class Topic:
         for n in range(count):
             event = {"event_id": f"more-{n}", "event_type": "click",
                      "event_time": "2025-03-01T00:00:00+00:00", "customer_id": n}  # fmt: skip
-            producer.produce(self.name, key=str(n).encode(), value=json.dumps(event).encode())
+            producer.produce(self.name, key=str(n).encode(), value=json.dumps(event).encode(),
+                             headers=[("schema_version", b"1")])  # fmt: skip
         assert producer.flush(30) == 0
         self.produced += count
 

@@ -11,9 +11,11 @@ records (id, reason, payload, coordinates), the same counts. The end-to-end test
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 from dlt.common.normalizers.json.helpers import get_row_hash
 from hypothesis import HealthCheck, given, settings
@@ -45,12 +47,14 @@ from lakehouse.stack.sample_data.world import World
 LOAD_ID = "1700000000.1"
 BATCHES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
-# events that mostly pass the contract, so the batch path vouches for whole columns
+# events that mostly pass the contract, so the batch path vouches for whole columns; their types
+# and versions mostly the registry's (ingestion/event_schemas), v2's fields on any of them
 ascii_text = st.text(st.characters(codec="ascii"), max_size=10)
+event_types = st.sampled_from(kafka_events.REGISTRY.event_types()) | ascii_text
 plausible_events = st.fixed_dictionaries(
     {
         "event_id": ascii_text | texts,
-        "event_type": ascii_text,
+        "event_type": event_types,
         "event_time": iso_like | st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
     },
     optional={
@@ -60,8 +64,23 @@ plausible_events = st.fixed_dictionaries(
         "page_url": st.none() | ascii_text | texts | integers | floats,
         "amount": st.none() | floats | integers,
         "currency": st.none() | ascii_text,
+        "currency_code": st.none() | ascii_text | integers,
+        "payment_method": st.sampled_from(["card", "paypal", "gift_card", None, "cash", ""]),
         "mystery": st.integers(),
     },
+)
+version = st.sampled_from([b"1", b"2", b"3", b"01", b"", "\u00e9".encode(), b"\xff"])
+# what producers put in the headers: mostly one schema_version, at times none, two, or others
+version_headers = st.one_of(
+    version.map(lambda v: [("schema_version", v)]),
+    version.map(lambda v: [("schema_version", v)]),
+    st.none(),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["schema_version", "trace", "Schema_Version"]), st.none() | version
+        ),
+        max_size=3,
+    ),
 )
 
 
@@ -71,7 +90,7 @@ def plausible_messages(draw: st.DrawFn, offset: int) -> Message:
     return Message(
         topic="events", partition=draw(st.integers(0, 2)), offset=offset,
         key=draw(st.none() | st.sampled_from([b"42", b"\xff", "\u00e9".encode()])),
-        value=json.dumps(event).encode(),
+        value=json.dumps(event).encode(), headers=draw(version_headers),
         timestamp=(TIMESTAMP_CREATE_TIME, draw(st.sampled_from([-1, 0, 1735700000123, 2**62]))),
     )  # fmt: skip
 
@@ -121,8 +140,8 @@ def test_the_sample_worlds_events_go_to_arrow_whole_and_as_before() -> None:
     clean events are vouched for a whole column at a time, and end as the per-row guard says."""
     world = World(scale=0.002, dirty_share=0.05)
     batch = [Message(topic="events", partition=i % 3, offset=i // 3, key=key.encode(), value=value,
-                     timestamp=(TIMESTAMP_CREATE_TIME, 1735700000000 + i))
-             for i, (key, value) in enumerate(world.events())]  # fmt: skip
+                     headers=headers, timestamp=(TIMESTAMP_CREATE_TIME, 1735700000000 + i))
+             for i, (key, value, headers) in enumerate(world.events())]  # fmt: skip
     policy = POLICIES[0]
     stats = GuardStats()
     rows = ArrowRows(kafka_events.EVENTS, "kafka", stats, NOW, kafka_events.PRIMARY_KEY, LOAD_ID)
@@ -130,6 +149,10 @@ def test_the_sample_worlds_events_go_to_arrow_whole_and_as_before() -> None:
     clean = sum(not is_quarantine(row) for row in per_row(batch, policy)[0])
     assert sum(chunk.num_rows for chunk in rows.chunks) == clean == len(rows) > 1000
     assert rows.ids == [], "none went row by row"
+    loaded = pa.concat_tables(rows.chunks).select(["event_type", "_schema_version"]).to_pylist()
+    versions = Counter((row["event_type"], row["_schema_version"]) for row in loaded)
+    both = {("click", "1"), ("checkout_started", "1"), ("order_placed", "1"), ("order_placed", "2")}
+    assert set(versions) == both, "both versions of orders, vouched a whole column at a time"
     assert_same_outcome(batch, policy)
 
 
@@ -162,6 +185,7 @@ def assert_same_outcome(batch: list[Message], policy: SchemaPolicy) -> None:
 
 def message(value: bytes, millis: int = 0) -> Message:
     return Message(topic="t", partition=0, offset=0, value=value,
+                   headers=[("schema_version", b"1")],
                    timestamp=(TIMESTAMP_CREATE_TIME, millis))  # fmt: skip
 
 
@@ -169,8 +193,8 @@ def message(value: bytes, millis: int = 0) -> Message:
 @given(value=floats | integers)
 def test_orjson_reads_a_double_as_pythons_json_does(value) -> None:
     """A float the batch path reads with orjson is the double Python's json reads."""
-    text = json.dumps({"amount": value})
-    events, _ = kafka_events._parsed([message(text.encode())])
+    text = json.dumps({"event_type": "click", "amount": value})
+    events, *_ = kafka_events._parsed([message(text.encode())])
     if events and isinstance(events[0]["amount"], float):
         assert events[0]["amount"] == float(json.loads(text)["amount"])
 

@@ -235,6 +235,10 @@ def surrogate_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # lone surrogates as (invalid) UTF-8 bytes
 
 
+# the schema_version header the topic's producers set (ingestion/event_schemas)
+versions = st.sampled_from([b"1", b"2"]).map(lambda v: [("schema_version", v)])
+
+
 @st.composite
 def messages(draw: st.DrawFn) -> Message:
     header = st.tuples(st.text(max_size=5), st.none() | st.binary(max_size=8))
@@ -244,7 +248,7 @@ def messages(draw: st.DrawFn) -> Message:
         offset=draw(st.integers(min_value=0, max_value=INT64_MAX)),
         key=draw(st.none() | st.binary(max_size=8) | texts.map(surrogate_bytes)),
         value=draw(event_values),
-        headers=draw(st.none() | st.lists(header, max_size=3)),
+        headers=draw(st.none() | st.lists(header, max_size=3) | versions),
         timestamp=(TIMESTAMP_CREATE_TIME, draw(st.integers(min_value=-1, max_value=INT64_MAX))),
     )  # fmt: skip
 

@@ -161,10 +161,10 @@ def fill_kafka(world: World, bootstrap: str, topic: str, marker: Path) -> int:
                          "enable.idempotence": True, "compression.type": "lz4",
                          "log_level": 3})  # fmt: skip
     sent = 0
-    for key, value in world.events(first=done + 1):
+    for key, value, headers in world.events(first=done + 1):
         while True:
             try:
-                producer.produce(topic, key=key.encode(), value=value)
+                producer.produce(topic, key=key.encode(), value=value, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.5)

@@ -42,6 +42,11 @@ BROWSERS = ["chrome", "firefox", "safari", "edge"]
 PAGES = ["/", "/products", "/products/{cat}", "/products/{cat}/{sku}", "/cart", "/checkout",
          "/account/orders", "/search", "/help/shipping"]  # fmt: skip
 EVENT_TYPES = ["click", "click", "click", "checkout_started", "order_placed"]
+# Half the order_placed events come from producers already on the event's v2 (a rolling upgrade:
+# old and new instances side by side), which adds the payment method and renames currency to
+# currency_code, still sending currency for v1 readers (ingestion/event_schemas/order_placed).
+ORDER_V2_SHARE = 0.5
+PAYMENT_METHODS = ["card", "card", "card", "paypal", "bank_transfer", "gift_card", None]
 DATE_FORMATS = ["%Y-%m-%d", "%d/%m/%Y", "%B %d, %Y", "%Y%m%d", "%Y-%m-%dT%H:%M:%SZ"]
 
 # How much the world grows from generation 1 to 2.
@@ -373,8 +378,11 @@ class World:
         return sessions, views
 
     # ---- Kafka events ------------------------------------------------------------------------
-    def events(self, first: int = 1) -> Iterator[tuple[str, bytes]]:
-        """(key, value) messages from event number ``first``; some malformed or duplicated."""
+    def events(self, first: int = 1) -> Iterator[tuple[str, bytes, list[tuple[str, bytes]]]]:
+        """(key, value, headers) messages from event number ``first``; some malformed or
+        duplicated. The ``schema_version`` header declares the event's version (1, or 2 for a
+        share of orders, ``ORDER_V2_SHARE``), drawn from a random stream of its own so that every
+        other field is what it was before events had versions."""
         n1 = self._gen1("n_events")
         for eid in range(first, self.n_events + 1):
             rng = self._rng("event", eid)
@@ -397,6 +405,14 @@ class World:
                 if kind != "click"
                 else None,
             }
+            version = "1"
+            if kind == "order_placed":
+                upgraded = self._rng("event_version", eid)
+                if upgraded.random() < ORDER_V2_SHARE:
+                    version = "2"
+                    event["currency_code"] = event["currency"]
+                    event["payment_method"] = upgraded.choice(PAYMENT_METHODS)
+            headers = [("schema_version", version.encode())]
             value = json.dumps(event)
             if self._is_dirty(rng):
                 dirty = rng.choice(["malformed_json", "duplicate", "late", "unknown_column"])
@@ -404,7 +420,8 @@ class World:
                 if dirty == "malformed_json":
                     value = value[: len(value) // 2]
                 elif dirty == "duplicate":
-                    yield str(cid), value.encode()  # delivered twice, as at-least-once does
+                    # delivered twice, as at-least-once does
+                    yield str(cid), value.encode(), headers
                 elif dirty == "late":
                     event["event_time"] = (
                         (at - timedelta(days=3)).isoformat().replace("+00:00", "Z")
@@ -413,7 +430,7 @@ class World:
                 else:
                     event["experiment"] = "checkout-v2"
                     value = json.dumps(event)
-            yield str(cid), value.encode()
+            yield str(cid), value.encode(), headers
 
     # ---- FX ----------------------------------------------------------------------------------
     def fx_rate(self, day: date, quote: str, base: str = "USD") -> float:
