@@ -33,7 +33,7 @@ PROBE = Path(__file__).with_name("dagbag_probe.py")
 PYTHON = airflow.VENV / "bin" / "python"
 # Its own target folder: never the manifest a running Airflow of this checkout reads.
 MANIFEST_TARGET = "target/dag_integrity"
-DAG_IDS = {"ingest_sources", "build_analytics", "dq_watchdog"}
+DAG_IDS = {"ingest_sources", "build_analytics", "dq_watchdog", "lakehouse_backfill"}
 WATCHDOG_TASKS = {"source_freshness", "volume", "quarantine_growth", "report"}
 PRODUCER, PRODUCER_DONE = "dbt.dbt_producer_watcher", "dbt.dbt_producer_watcher_done"
 NOTIFIERS = {
