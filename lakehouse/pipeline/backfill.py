@@ -295,7 +295,9 @@ def _rebuild(settings: Settings, request: Request, selectors: list[str]) -> list
             f"models failed (dbt exit {done.returncode}); fix it, then run "
             f"`lakehouse dbt build --select {' '.join(selectors)}`"
         )
-    return sorted(r["unique_id"] for r in ran.get("results", []))
+    # the project's on-run-start/end hooks run with any build: not nodes of the graph
+    return sorted(r["unique_id"] for r in ran.get("results", [])
+                  if not r["unique_id"].startswith("operation."))  # fmt: skip
 
 
 def _record(settings: Settings, result: BackfillResult) -> Path:
