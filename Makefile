@@ -130,8 +130,20 @@ publish: $(SETUP) ## publish gold to Snowflake and Redshift (WAREHOUSE=snowflake
 report: $(SETUP) ## watchdog report (HTML: freshness, volume, DQ, runs, cost); row counts if the engine is up
 	$(PY) -m lakehouse report
 
-backfill: $(SETUP) ## reload days of a source and rebuild downstream: SOURCE=fx FROM=YYYY-MM-DD [TO=...]
-	$(PY) -m lakehouse backfill --source $(SOURCE) --from $(FROM) $(if $(TO),--to $(TO))
+# A window of one source, then dbt build of exactly its downstream models (docs/operations.md):
+#   make backfill SOURCE=fx FROM=2025-01-14 [TO=2025-01-15]            days, both included
+#   make backfill SOURCE=crm|kafka|redshift FROM=<ISO-8601> TO=<ISO-8601>  [FROM, TO), UTC
+#   make backfill SOURCE=redshift FROM_ID=1000 TO_ID=2000 [TABLE=sessions]  ids [FROM_ID, TO_ID)
+#   make backfill SOURCE=snowflake MODE=reload|downstream-only [TABLE=orders]
+# Optional: TABLE (one or more, space-separated), NO_REBUILD=1, DRY_RUN=1 (validate, say what).
+backfill: $(SETUP) ## reload a window of a source, rebuild downstream: SOURCE= FROM= TO= | FROM_ID= TO_ID= | MODE=reload|downstream-only [TABLE= DRY_RUN=1]
+	$(if $(filter-out window ids reload downstream-only,$(MODE)),$(error MODE=$(MODE): choose window, ids, reload or downstream-only))
+	$(PY) -m lakehouse backfill --source "$(SOURCE)" $(if $(FROM),--from "$(FROM)") \
+		$(if $(TO),--to "$(TO)") $(if $(FROM_ID),--from-id "$(FROM_ID)") \
+		$(if $(TO_ID),--to-id "$(TO_ID)") $(if $(filter reload,$(MODE)),--reload) \
+		$(if $(filter downstream-only,$(MODE)),--downstream-only) \
+		$(foreach t,$(TABLE),--table "$(t)") $(if $(NO_REBUILD),--no-rebuild) \
+		$(if $(DRY_RUN),--dry-run)
 
 docs: $(SETUP) ## generate the docs site (dbt docs, column lineage, dataset registry) and serve it on :8081
 	$(PY) -m lakehouse docs --serve $(if $(PORT),--port $(PORT))

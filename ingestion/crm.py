@@ -74,11 +74,21 @@ def crm_source(
     page_size: int = 200,
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> Any:
-    """The CRM as a dlt source: ``contacts`` and ``accounts``, incremental and merged by key."""
+    """The CRM as a dlt source: ``contacts`` and ``accounts``, incremental and merged by key.
+
+    With ``window`` (a backfill), exactly the records whose ``updated_at`` is in ``[start,
+    end)``: ``updated_since`` is the start, and dlt's incremental with an ``end_value`` drops
+    what is at or after the end and keeps its state in a throwaway copy, so the stored
+    watermark is neither read nor moved (the next regular load asks what it would have).
+    """
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     loaded_at = datetime.now(UTC)
+    cursor: dict[str, Any] = {"initial_value": EPOCH, "lag": LATE_UPDATE_LAG.total_seconds()}
+    if window is not None:
+        cursor = {"initial_value": window[0], "end_value": window[1]}
 
     def resource(contract: TableContract, key: str) -> dict[str, Any]:
         return {
@@ -93,8 +103,7 @@ def crm_source(
                 "incremental": {
                     "start_param": "updated_since",
                     "cursor_path": "updated_at",
-                    "initial_value": EPOCH,
-                    "lag": LATE_UPDATE_LAG.total_seconds(),
+                    **cursor,
                     "on_cursor_value_missing": "include",
                 },
             },
@@ -162,8 +171,9 @@ def _locator(resource: Any) -> Any:
 
 def _build(load: LoadRequest) -> Any:
     conf, where = load.conf, load.location
+    window = (load.window.start, load.window.end) if load.window else None
     return crm_source(where["base_url"], where["token"], conf.page_size, conf.schema_policy,
-                      load.stats)  # fmt: skip
+                      load.stats, window)  # fmt: skip
 
 
 SPEC = SourceSpec(
@@ -177,7 +187,5 @@ SPEC = SourceSpec(
     settings=CrmSourceConfig,
     location={"base_url": "CRM_BASE_URL", "token": "CRM_API_TOKEN"},
     secrets=frozenset({"token"}),
-    backfill=Backfill(
-        why_not="it is read by updated_at with a lag, so a changed record comes with the next load"
-    ),
+    backfill=Backfill(cursor="updated_at", window="time"),
 )

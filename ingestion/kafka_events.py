@@ -61,7 +61,7 @@ from ingestion.contracts import (
     safe_text,
 )
 from ingestion.schema_registry import SCHEMA_VERSION_COLUMN, VERSION_HEADER, EventSchema
-from ingestion.spec import Backfill, LoadRequest, SourceSpec
+from ingestion.spec import Backfill, LoadRequest, Replay, SourceSpec
 from lakehouse.core import naming
 from lakehouse.core.config import KafkaSourceConfig, SchemaPolicy
 
@@ -385,8 +385,13 @@ def kafka_source(
     replay_from_offset: int | None = None,
     replay_from_time: datetime | None = None,
     timeout_s: float = 10.0,
+    replay_until_time: datetime | None = None,
 ) -> Iterator[Any]:
     """Events of ``topic`` since the offsets in dlt state, or replayed from an offset or time.
+
+    ``replay_until_time`` bounds a replay (a backfill of ``[from, until)``): each partition is
+    read up to the first offset at or after that time (``offsets_for_times``), and the offsets
+    in dlt state are left as they were, so the next regular load continues where it was.
 
     ``timeout_s`` bounds every broker call, and the wait for the next message of an unfinished
     batch: a broker that dies mid-read raises a KafkaException (retried by ingestion/retry.py)
@@ -404,6 +409,8 @@ def kafka_source(
     )
     def events() -> Iterator[Any]:
         state = offsets_state(dlt.current.resource_state(), topic)
+        if replay_until_time is not None:
+            state = dict(state)  # a bounded replay advances a throwaway copy
         consumer = Consumer({
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,
@@ -430,23 +437,33 @@ def kafka_source(
             return dict.fromkeys(partitions, replay_from_offset)
         return {p: state.get(str(p), OFFSET_BEGINNING) for p in partitions}
 
+    def _stops(consumer: Consumer, partitions: list[int]) -> dict[int, int]:
+        """Where a bounded replay stops in each partition (-1: no message at or after it)."""
+        if replay_until_time is None:
+            return {}
+        millis = int(replay_until_time.timestamp() * 1000)
+        found = consumer.offsets_for_times(
+            [TopicPartition(topic, p, millis) for p in partitions], timeout=timeout_s
+        )
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
     def _read(consumer: Consumer, state: dict[str, int], rows: ArrowRows) -> Iterator[Any]:
         metadata = consumer.list_topics(topic, timeout=timeout_s)
         if topic not in metadata.topics or metadata.topics[topic].error:
             raise RuntimeError(f"Kafka topic {topic!r} not found on {bootstrap_servers}")
         partitions = sorted(metadata.topics[topic].partitions)
         ends, remaining = {}, set()
-        starts = _starts(consumer, partitions, state)
+        starts, stops = _starts(consumer, partitions, state), _stops(consumer, partitions)
         for p in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            ends[p] = high
+            ends[p] = min(high, stops.get(p, high))
             start = starts[p]
             if start == OFFSET_BEGINNING or start < low:
                 start = low
             elif start < 0:  # offsets_for_times found no message at or after the time
                 start = high
             starts[p] = start
-            if start < high:
+            if start < ends[p]:
                 remaining.add(p)
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
         heard, others = time.monotonic(), []
@@ -495,6 +512,8 @@ def kafka_source(
 
 def _build(load: LoadRequest) -> Any:
     conf, replay = load.conf, load.replay
+    if load.window is not None:  # a backfill: a replay of [start, end) by message timestamp
+        replay = Replay(from_time=load.window.start, until_time=load.window.end)
     return kafka_source(
         load.location["bootstrap_servers"],
         conf.topic,
@@ -505,6 +524,7 @@ def _build(load: LoadRequest) -> Any:
         replay.from_offset if replay else None,
         replay.from_time if replay else None,
         timeout_s=load.timeout_s,
+        replay_until_time=replay.until_time if replay else None,
     )
 
 
@@ -518,8 +538,6 @@ SPEC = SourceSpec(
     system=lambda where: f"Kafka broker {where['bootstrap_servers']}",
     settings=KafkaSourceConfig,
     location={"bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"},
-    backfill=Backfill(
-        why_not="replay it instead (`lakehouse ingest --replay-from-time <ISO-8601>`)"
-    ),
+    backfill=Backfill(cursor="kafka_timestamp", window="time"),
     identity="brokers",
 )

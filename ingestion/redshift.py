@@ -21,7 +21,7 @@ from typing import Any
 import dlt
 
 from ingestion.contracts import GuardStats, TableContract
-from ingestion.spec import Backfill, LoadRequest, SourceSpec
+from ingestion.spec import Backfill, LoadRequest, SourceSpec, Window
 from ingestion.sql_tables import contracted_sql_table, safe_url, with_timeouts
 from lakehouse.core import naming
 from lakehouse.core.config import RedshiftSourceConfig, SchemaPolicy
@@ -54,6 +54,19 @@ CONTRACTS = {
         required=("page_view_id", "session_id", "viewed_at"),
     ),
 }
+# The column a time window of each table is read by (a backfill by time; ids are the key).
+TIME_CURSOR = {"sessions": "started_at", "page_views": "viewed_at"}
+
+
+def _incremental(name: str, window: Window | None) -> Any:
+    """The table's cursor: its row id from the stored watermark (the regular load), or a
+    backfill's ``[start, end)`` of its id or event time. With an ``end_value`` dlt keeps the
+    cursor's state in a throwaway copy: the stored watermark is neither read nor moved."""
+    key = CONTRACTS[name].required[0]
+    if window is None:
+        return dlt.sources.incremental(key, initial_value=0, row_order="asc")
+    cursor = key if window.by == "ids" else TIME_CURSOR[name]
+    return dlt.sources.incremental(cursor, initial_value=window.start, end_value=window.end)
 
 
 @dlt.source(name="redshift", section="redshift")
@@ -64,8 +77,12 @@ def redshift_source(
     policy: SchemaPolicy | None = None,
     stats: GuardStats | None = None,
     chunk_size: int = 50_000,
+    window: Window | None = None,
 ) -> Iterator[Any]:
-    """New rows of ``schema.tables`` since the last run, appended to bronze."""
+    """New rows of ``schema.tables`` since the last run, appended to bronze; with ``window`` (a
+    backfill), the rows of that id or time range. Either way insert-only by the row id: a row
+    already in bronze is neither duplicated nor rewritten (dlt's merge inserts only the keys
+    bronze does not have), so a backfill only adds the rows bronze lost or never had."""
     policy = policy or SchemaPolicy()
     stats = stats if stats is not None else GuardStats()
     loaded_at = datetime.now(UTC)
@@ -80,9 +97,7 @@ def redshift_source(
             credentials=credentials,
             schema=schema,
             chunk_size=chunk_size,
-            incremental=dlt.sources.incremental(
-                contract.required[0], initial_value=0, row_order="asc"
-            ),
+            incremental=_incremental(name, window),
             write_disposition={"disposition": "merge", "strategy": "insert-only"},
         )
 
@@ -91,7 +106,7 @@ def _build(load: LoadRequest) -> Any:
     conf = load.conf
     url = with_timeouts(load.location["credentials"], load.timeout_s)
     return redshift_source(
-        url, conf.schema_, conf.tables, conf.schema_policy, load.stats, conf.chunk_size
+        url, conf.schema_, conf.tables, conf.schema_policy, load.stats, conf.chunk_size, load.window
     )
 
 
@@ -106,9 +121,6 @@ SPEC = SourceSpec(
     settings=RedshiftSourceConfig,
     location={"credentials": "REDSHIFT_URL"},
     secrets=frozenset({"credentials"}),
-    backfill=Backfill(
-        why_not="it is append-only by key (`lakehouse ingest --source redshift` "
-        "adds what is missing)"
-    ),
+    backfill=Backfill(cursor="event time", window="time", modes=("ids",)),
     identity="sqlalchemy",
 )

@@ -151,8 +151,9 @@ SPEC = SourceSpec(
     location={"credentials": "SNOWFLAKE_URL"},
     secrets=frozenset({"credentials"}),
     backfill=Backfill(
-        why_not="its tables are replaced whole on every load "
-        "(`lakehouse ingest --source snowflake`)"
+        why_not="its tables are replaced whole on every load: reload the snapshot as of now "
+        "(--reload) or rebuild downstream only (--downstream-only)",
+        modes=("reload", "downstream-only"),
     ),
     identity="sqlalchemy",
 )

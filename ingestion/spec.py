@@ -23,10 +23,16 @@ if TYPE_CHECKING:  # types only: naming a source (the CLI's choices) must not im
 
 @dataclass(frozen=True)
 class Window:
-    """A backfill: re-read exactly these days of a source that supports it (FX rates)."""
+    """A backfill: re-read exactly this part of a source, by what the source is read by.
 
-    start: date
-    end: date
+    ``by`` says what ``start`` and ``end`` are: ``days`` (dates, both ends included: FX),
+    ``time`` (UTC datetimes, ``[start, end)``: CRM's ``updated_at``, Redshift's event time,
+    Kafka's message timestamps) or ``ids`` (integers, ``[start, end)``: Redshift's row ids).
+    """
+
+    start: Any
+    end: Any
+    by: str = "days"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class Replay:
 
     from_offset: int | None = None
     from_time: datetime | None = None
+    # a bounded replay (a backfill): stop before this time, and leave the stored offsets as
+    # they were (the next regular load continues where it was)
+    until_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,23 @@ class LoadRequest:
 
 @dataclass(frozen=True)
 class Backfill:
-    """How a date range of the source can be reloaded: by ``cursor``, or not, for ``why_not``."""
+    """How a part of the source can be reloaded (``lakehouse backfill``).
+
+    ``cursor``: a window of it is re-read by this column (``window``: ``days`` or ``time``, see
+    ``Window``); ``modes``: what else it supports (``ids``: a range of row ids; ``reload``: the
+    whole snapshot again; ``downstream-only``: no load, the rebuild of its models only);
+    ``why_not``: why a window cannot be reloaded, and what to do instead.
+    """
 
     cursor: str | None = None
     why_not: str = ""
+    window: str = "days"
+    modes: tuple[str, ...] = ()
+
+    @property
+    def supported(self) -> tuple[str, ...]:
+        """Every mode the source supports, ``window`` first when it has a cursor."""
+        return (("window",) if self.cursor else ()) + self.modes
 
 
 @dataclass(frozen=True)

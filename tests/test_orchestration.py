@@ -32,7 +32,7 @@ from lakehouse.transform import build_selection
 pytestmark = pytest.mark.airflow
 
 BUILD_DEADLINE_S = 20
-DAG_IDS = {"ingest_sources", "build_analytics", "dq_watchdog"}
+DAG_IDS = {"ingest_sources", "build_analytics", "dq_watchdog", "lakehouse_backfill"}
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -367,9 +367,7 @@ def test_dq_watchdog_passes_then_alerts_on_a_quarantine_breach(stack: Stack) -> 
     assert "bronze_kafka.quarantine" in alert["error"]
 
 
-def test_the_ui_lists_the_three_dags_in_headless_chromium(
-    stack: Stack, browser, screenshot
-) -> None:
+def test_the_ui_lists_every_dag_in_headless_chromium(stack: Stack, browser, screenshot) -> None:
     password = json.loads(airflow.password_file(stack.settings).read_text())[airflow.USER]
     shot = screenshot("airflow-dags")
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -377,7 +375,7 @@ def test_the_ui_lists_the_three_dags_in_headless_chromium(
     page.get_by_label("Username").fill(airflow.USER)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    for dag_id in ("ingest_sources", "build_analytics", "dq_watchdog"):
+    for dag_id in sorted(DAG_IDS):
         page.get_by_text(dag_id, exact=True).first.wait_for(timeout=60_000)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

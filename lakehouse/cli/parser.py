@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from ingestion import registry
@@ -128,28 +128,48 @@ def _ingest(commands: argparse._SubParsersAction) -> None:
 
 def _backfill(commands: argparse._SubParsersAction) -> None:
     backfill_cmd = commands.add_parser(
-        "backfill", help="reload a date range of one source, then rebuild what depends on it"
+        "backfill",
+        help="reload a window of one source (each as its strategy allows), then rebuild "
+        "exactly the models downstream",
+        description="Modes: snowflake --reload | --downstream-only; crm, kafka and redshift "
+        "--from T --to T (ISO-8601 times, UTC unless zoned, the end excluded); redshift "
+        "--from-id N --to-id M (the end excluded); fx --from D [--to D] (days, both included).",
     )
     backfill_cmd.add_argument("--source", required=True, choices=registry.names())
-    backfill_cmd.add_argument(
-        "--from",
-        dest="start",
-        required=True,
-        type=date.fromisoformat,
-        metavar="YYYY-MM-DD",
-        help="first day to reload",
+    window = backfill_cmd.add_argument_group("window (crm, redshift, fx, kafka)")
+    window.add_argument(
+        "--from", dest="start", metavar="ISO-8601", help="start of the window (fx: the first day)"
     )
-    backfill_cmd.add_argument(
+    window.add_argument(
         "--to",
         dest="end",
-        type=date.fromisoformat,
-        metavar="YYYY-MM-DD",
-        help="last day to reload (default: --from)",
+        metavar="ISO-8601",
+        help="end of the window, excluded (fx: the last day; default --from)",
+    )
+    ids = backfill_cmd.add_argument_group("id range (redshift)")
+    ids.add_argument("--from-id", type=int, metavar="N", help="first row id")
+    ids.add_argument("--to-id", type=int, metavar="M", help="end of the range, excluded")
+    whole = backfill_cmd.add_mutually_exclusive_group()
+    whole.add_argument("--reload", action="store_true",
+                       help="snowflake: reload the snapshot as of now")  # fmt: skip
+    whole.add_argument("--downstream-only", action="store_true",
+                       help="snowflake: no load; rebuild the models downstream only")  # fmt: skip
+    backfill_cmd.add_argument(
+        "--table",
+        action="append",
+        dest="tables",
+        default=[],
+        help="only this bronze table (repeatable; snowflake, redshift); default: all",
     )
     backfill_cmd.add_argument(
         "--no-rebuild",
         action="store_true",
         help="reload bronze only; skip the dbt build downstream",
+    )
+    backfill_cmd.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the request and say what would be reloaded; touch nothing",
     )
 
 

@@ -65,13 +65,20 @@ def test_an_unknown_source_is_refused_naming_the_choices(tmp_settings: Settings)
         loads.ingest(tmp_settings, Locations(), ["crmm"])
 
 
-def test_only_fx_is_backfilled_by_date_and_the_others_say_what_to_do() -> None:
-    day = registry.spec("fx").backfill.cursor
-    assert day == "rate_date"
-    backfill.validate("fx", DAY, DAY)
-    for name, hint in [("snowflake", "replaced whole"), ("kafka", "--replay-from-time")]:
-        with pytest.raises(backfill.BackfillError, match=hint):
-            backfill.validate(name, DAY, DAY)
+def test_each_source_declares_its_backfill_modes_and_snowflake_says_what_to_do() -> None:
+    declared = {name: registry.spec(name).backfill.supported for name in registry.SOURCES}
+    assert declared == {
+        "snowflake": ("reload", "downstream-only"),
+        "crm": ("window",),
+        "redshift": ("window", "ids"),
+        "fx": ("window",),
+        "kafka": ("window",),
+    }
+    assert registry.spec("fx").backfill.cursor == "rate_date"
+    assert backfill.validate("fx", DAY, DAY).by == "days"
+    assert backfill.validate("kafka", DAY, date(2025, 1, 2)).by == "time"
+    with pytest.raises(backfill.BackfillError, match=r"replaced whole.*--reload"):
+        backfill.validate("snowflake", DAY, DAY)
 
 
 def test_contracts_follow_the_configured_tables(tmp_settings: Settings) -> None:
