@@ -193,7 +193,8 @@ def _observe(commands: argparse._SubParsersAction) -> None:
     ops_cmd.add_argument("--run", help="show: only this run id (default: the latest run)")
     ops_cmd.add_argument(
         "--target-dir",
-        help="record-dbt: the dbt target folder whose run_results.json and manifest.json to record",
+        help="record-dbt: the dbt target folder whose run_results.json and manifest.json to record "
+        "(run metrics, and the change audit of the gold models it rebuilt)",
     )
     watch = commands.add_parser(
         "watchdog", help="judge bronze volume or quarantine growth; exit 1 on a breach"

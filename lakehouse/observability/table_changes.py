@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -490,7 +492,7 @@ def _jsonable(value: Any) -> Any:
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime | date | time):
+    if isinstance(value, datetime | date | clock_time):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
@@ -552,13 +554,25 @@ def row(diff_: Diff, build_id: str, alert_share: float, recorded_at: datetime) -
     }
 
 
+def ensure_table(settings: Settings) -> Location:
+    """Create the (empty) table once, so the engine can register it (``ops.table_changes``)
+    before any build was audited."""
+    path = table_path(settings)
+    if not (path / "_delta_log").is_dir():
+        path.mkdir()
+        try:
+            write_delta(path, SCHEMA.empty_table(), mode="error")
+        except Exception:  # another process created it first
+            if not (path / "_delta_log").is_dir():
+                raise
+    return path
+
+
 def record(settings: Settings, rows: list[dict[str, Any]]) -> int:
     """Append ``rows`` to ``ops.table_changes``; returns how many were written."""
     if not rows:
         return 0
-    path = table_path(settings)
-    path.mkdir()
-    write_delta(path, pa.Table.from_pylist(rows, schema=SCHEMA), mode="append")
+    write_delta(ensure_table(settings), pa.Table.from_pylist(rows, schema=SCHEMA), mode="append")
     return len(rows)
 
 
@@ -643,6 +657,7 @@ def record_dbt(settings: Settings, target_dir: Path) -> list[dict[str, Any]]:
     run_results = json.loads((target_dir / "run_results.json").read_text())
     manifest = json.loads((target_dir / "manifest.json").read_text())
     build_id = run_results["metadata"]["invocation_id"]
+    started = time.perf_counter()
     diffs = build_diffs(settings, run_results, manifest)
     share = settings.audit.alert_share
     now = datetime.now(UTC)
@@ -653,6 +668,9 @@ def record_dbt(settings: Settings, target_dir: Path) -> list[dict[str, Any]]:
             f"  change audit: {d.table} v{d.from_version}->v{d.to_version}: added {d.added}, "
             f"removed {d.removed}, changed {d.changed} of {d.rows_before} rows"
         )
+    if diffs:
+        took = time.perf_counter() - started
+        log.info(f"  change audit: {len(diffs)} gold table(s) in {took:.1f}s ({TABLE})")
     warn_over_threshold(diffs, share)
     change_facet.send(
         settings,

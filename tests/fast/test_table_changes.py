@@ -219,8 +219,10 @@ def test_the_ops_row_and_its_lineage_facet(settings: Settings) -> None:
     (stored,) = [r for r in tc.read(settings) if r["build_id"] == "inv-1"]
     assert stored["change_share"] == pytest.approx(1.0)
     facet = change_facet.facet(row, d.key, d.columns)
-    event = change_facet.event(settings, "inv-1", [("gold.t", facet)])
-    sent = json.loads(Serde.to_json(event))
+    start, complete = change_facet.events(settings, "inv-1", [("gold.t", facet)])
+    assert (start.eventType.value, complete.eventType.value) == ("START", "COMPLETE")
+    assert start.run.runId == complete.run.runId
+    sent = json.loads(Serde.to_json(complete))
     (dataset,) = sent["inputs"]
     assert dataset["name"].endswith("warehouse/gold.db/t")
     body = dataset["facets"][change_facet.FACET]

@@ -77,48 +77,53 @@ def facet(row: dict[str, Any], key: Sequence[str], columns: dict[str, int]) -> D
     )
 
 
-def event(
+def events(
     settings: Settings, build_id: str, audited: Sequence[tuple[str, DatasetFacet]]
-) -> RunEvent:
-    """The ``change_audit`` run of the build ``build_id``: each audited table (``schema.table``)
-    an input carrying its facet."""
-    inputs = []
-    for table, changes in audited:
-        dataset = Dataset(
-            naming.lake_table(settings, table),
-            symlink=naming.catalog_table(settings, table),
-            storage=("delta", "parquet"),
-        )
-        inputs.append(
-            InputDataset(
-                namespace=dataset.id.namespace,
-                name=dataset.id.name,
-                facets={**dataset.facets(), FACET: changes},
-            )
-        )
+) -> list[RunEvent]:
+    """The ``change_audit`` run of the build ``build_id``, START then COMPLETE as every run of
+    the platform: each audited table (``schema.table``) an input, carrying its facet on
+    COMPLETE."""
     run_facets: dict[str, Any] = {
         **emit._parent(),
         "dbt_run": DbtRunRunFacet(
-            invocation_id=build_id,
-            project_name="lakehouse",
-            dbt_runtime="core",
+            invocation_id=build_id, project_name="lakehouse", dbt_runtime="core",
             producer=emit.PRODUCER,
         ),
-    }
+    }  # fmt: skip
     job_facets = {
         "jobType": job_type_job.JobTypeJobFacet(
             processingType="BATCH", integration="LAKEHOUSE", jobType="JOB"
         )
     }
-    return RunEvent(
-        eventType=RunState.COMPLETE,
-        eventTime=datetime.now(UTC).isoformat(),
-        run=Run(runId=str(generate_new_uuid()), facets=run_facets),
-        job=Job(namespace=emit.job_namespace(), name=JOB, facets=job_facets),
-        producer=emit.PRODUCER,
-        inputs=inputs,
-        outputs=[],
-    )
+    run = Run(runId=str(generate_new_uuid()), facets=run_facets)
+    job = Job(namespace=emit.job_namespace(), name=JOB, facets=job_facets)
+    sent = []
+    for state in (RunState.START, RunState.COMPLETE):
+        inputs = []
+        for table, changes in audited:
+            dataset = Dataset(
+                naming.lake_table(settings, table),
+                symlink=naming.catalog_table(settings, table),
+                storage=("delta", "parquet"),
+            )
+            facets = dataset.facets()
+            if state == RunState.COMPLETE:
+                facets[FACET] = changes
+            inputs.append(
+                InputDataset(namespace=dataset.id.namespace, name=dataset.id.name, facets=facets)
+            )
+        sent.append(
+            RunEvent(
+                eventType=state,
+                eventTime=datetime.now(UTC).isoformat(),
+                run=run,
+                job=job,
+                producer=emit.PRODUCER,
+                inputs=inputs,
+                outputs=[],
+            )
+        )
+    return sent
 
 
 def send(settings: Settings, build_id: str, audited: Sequence[tuple[str, DatasetFacet]]) -> None:
@@ -127,6 +132,7 @@ def send(settings: Settings, build_id: str, audited: Sequence[tuple[str, Dataset
         return
     ol = emit.client(settings)
     try:
-        emit._send(ol, event(settings, build_id, audited))
+        for event in events(settings, build_id, audited):
+            emit._send(ol, event)
     finally:
         ol.close()
