@@ -18,6 +18,7 @@ change on every build by design (load timestamps) are left out of the comparison
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -190,14 +191,19 @@ def audited_table(settings: Settings, manifest: dict[str, Any], table: str) -> A
     return AuditedTable(name, location, keys[0])
 
 
-def load_manifest(*paths: Path) -> dict[str, Any]:
-    """The first dbt manifest of ``paths`` that exists."""
-    for path in paths:
-        if path.is_file():
-            return json.loads(path.read_text())
-    raise AuditError(
-        f"no dbt manifest ({', '.join(map(str, paths))}): run a build or `lakehouse dbt parse`"
-    )
+def audited_in(settings: Settings, table: str, *manifests: Path) -> AuditedTable:
+    """``table`` resolved in the first of the dbt ``manifests`` that has it (a manifest of a
+    warehouse target, say the last ``dbt`` command's, has no lake models)."""
+    found = [p for p in manifests if p.is_file()]
+    if not found:
+        raise AuditError(f"no dbt manifest ({', '.join(map(str, manifests))}): run a build or "
+                         f"`lakehouse dbt parse`")  # fmt: skip
+    for path in found[:-1]:
+        manifest = json.loads(path.read_text())
+        with contextlib.suppress(AuditError):
+            resolve(manifest, table)
+            return audited_table(settings, manifest, table)
+    return audited_table(settings, json.loads(found[-1].read_text()), table)
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -284,6 +290,7 @@ class Diff:
     ignored: list[str] = field(default_factory=list)  # compared columns left out by config
     columns_added: list[str] = field(default_factory=list)  # schema changes: not row changes
     columns_removed: list[str] = field(default_factory=list)
+    columns_retyped: list[str] = field(default_factory=list)  # compared across the new type
 
     @property
     def change_share(self) -> float:
@@ -306,6 +313,7 @@ class Diff:
             "ignored": self.ignored,
             "columns_added": self.columns_added,
             "columns_removed": self.columns_removed,
+            "columns_retyped": self.columns_retyped,
         }
 
 
@@ -369,10 +377,10 @@ def diff(
                 f"{'; '.join(dups)}: the key is not unique, rows cannot be matched"
             )
     on = " and ".join(f"a.{_quote(k)} is not distinct from b.{_quote(k)}" for k in key)
+    retyped = [c for c in compared
+               if before.schema.field(c).type != after.schema.field(c).type]  # fmt: skip
     flags = (
-        ", ".join(
-            f"a.{_quote(c)} is distinct from b.{_quote(c)} as {_quote('d_' + c)}" for c in compared
-        )
+        ", ".join(f"{_distinct(c, before, after)} as {_quote('d_' + c)}" for c in compared)
         or "true as _none"
     )
     keys_b = ", ".join(f"b.{_quote(k)} as {_quote('k_' + k)}" for k in key)
@@ -410,7 +418,23 @@ def diff(
         ignored=ignored,
         columns_added=[c for c in after.column_names if c not in before.column_names],
         columns_removed=[c for c in before.column_names if c not in after.column_names],
+        columns_retyped=retyped,
     )
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+def _distinct(column: str, before: pa.Table, after: pa.Table) -> str:
+    """Whether ``column`` differs between the two sides of a joined row. Values of one type
+    compare as stored; a column whose type changed compares by value when both types are
+    numbers (a decimal's scale widened), else by its text (a type change is a change)."""
+    old, new = before.schema.field(column).type, after.schema.field(column).type
+    q = _quote(column)
+    if old == new or (_numeric(old) and _numeric(new)):
+        return f"a.{q} is distinct from b.{q}"
+    return f"cast(a.{q} as varchar) is distinct from cast(b.{q} as varchar)"
 
 
 def _examples(

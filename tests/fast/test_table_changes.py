@@ -251,3 +251,13 @@ def test_a_change_over_the_threshold_is_logged(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING):
         tc.warn_over_threshold([_diff()], 0.2)
     assert "gold.t changed 100.0% of its rows" in caplog.text
+
+
+def test_a_column_whose_type_changed_is_compared_by_value_or_text() -> None:
+    old = pa.array([Decimal("1.50"), Decimal("2.00")], pa.decimal128(18, 2))
+    new = pa.array([Decimal("1.5000"), Decimal("2.0100")], pa.decimal128(18, 4))
+    before = pa.table({"id": [1, 2], "n": old, "s": [1, 2]})
+    after = pa.table({"id": [1, 2], "n": new, "s": ["1", "x"]})
+    d = tc.diff("gold.t", ("id",), before, after, (0, 1))
+    assert d.columns == {"n": 1, "s": 1}
+    assert d.columns_retyped == ["n", "s"]

@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 def run(settings: Settings, args: argparse.Namespace) -> int:
     audit = settings.audit
     try:
-        manifest = table_changes.load_manifest(
-            target_dir() / "manifest.json", build_selection.state_dir(settings) / "manifest.json"
+        audited = table_changes.audited_in(
+            settings,
+            args.table,
+            # the last successful build's project first: the one the builds compared were made of
+            build_selection.state_dir(settings) / "manifest.json",
+            target_dir() / "manifest.json",
         )
-        audited = table_changes.audited_table(settings, manifest, args.table)
         ignore = [*audit.ignore_columns, *args.ignore] if not args.no_ignore else []
         examples = audit.examples if args.examples is None else args.examples
         diff = table_changes.diff_versions(
@@ -53,6 +56,8 @@ def render(diff: table_changes.Diff) -> str:
     if diff.columns_added or diff.columns_removed:
         lines.append(f"  schema    columns added: {', '.join(diff.columns_added) or '-'}; "
                      f"removed: {', '.join(diff.columns_removed) or '-'}")  # fmt: skip
+    if diff.columns_retyped:
+        lines.append(f"  retyped   {', '.join(diff.columns_retyped)} (compared across the types)")
     if diff.ignored:
         lines.append(f"  ignored   {', '.join(diff.ignored)} (audit.ignore_columns)")
     if diff.columns:
