@@ -213,7 +213,8 @@ def _observe(commands: argparse._SubParsersAction) -> None:
     ops_cmd.add_argument("--run", help="show: only this run id (default: the latest run)")
     ops_cmd.add_argument(
         "--target-dir",
-        help="record-dbt: the dbt target folder whose run_results.json and manifest.json to record",
+        help="record-dbt: the dbt target folder whose run_results.json and manifest.json to record "
+        "(run metrics, and the change audit of the gold models it rebuilt)",
     )
     watch = commands.add_parser(
         "watchdog",
@@ -229,11 +230,52 @@ def _observe(commands: argparse._SubParsersAction) -> None:
         type=float,
         help="override orchestration.watchdog.quarantine_max_share",
     )
+    _diff(commands)
     trace = commands.add_parser(
         "lineage", help="print where a column comes from, down to the source systems"
     )
     trace.add_argument("dataset", help="dataset name, e.g. gold.customer_360")
     trace.add_argument("column", help="column name, e.g. lifetime_value")
+
+
+def _diff(commands: argparse._SubParsersAction) -> None:
+    diff = commands.add_parser(
+        "diff",
+        help="what changed in a table between two Delta versions (default: the last two "
+        "builds): rows added, removed, changed per column, keyed by its unique key",
+    )
+    diff.add_argument("table", help="e.g. customer_360 or gold.customer_360 (silver works too)")
+    diff.add_argument(
+        "--from",
+        dest="from_version",
+        type=int,
+        metavar="V",
+        help="the older Delta version (default: the one the build before the last left)",
+    )
+    diff.add_argument(
+        "--to",
+        dest="to_version",
+        type=int,
+        metavar="V",
+        help="the newer Delta version (default: the one the last build left)",
+    )
+    diff.add_argument("--json", action="store_true", help="print the diff as JSON")
+    diff.add_argument(
+        "--examples",
+        type=int,
+        metavar="N",
+        help="examples per kind of change (default: audit.examples)",
+    )
+    diff.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="also leave this column out (repeatable; beside audit.ignore_columns)",
+    )
+    diff.add_argument(
+        "--no-ignore", action="store_true", help="compare every column, audit.ignore_columns too"
+    )
 
 
 def _airflow(commands: argparse._SubParsersAction) -> None:

@@ -367,6 +367,19 @@ class OpsConfig(_Strict):
     cost: CostConfig = CostConfig()
 
 
+class AuditConfig(_Strict):
+    """The gold change audit (lakehouse/observability/table_changes.py, docs/change_audit.md)."""
+
+    # a build that adds, removes or changes more than this share of a table's rows is flagged
+    # (ops.table_changes.over_threshold, a warning; the watchdog alerts on it)
+    alert_share: float = Field(0.2, ge=0)
+    # columns that change on every build by design, never counted as a change: a column name
+    # (any table), or `table.column` / `schema.table.column` (one table)
+    ignore_columns: list[str] = ["loaded_at", "dlt_load_id"]
+    # examples kept per kind of change (changed, added, removed), in key order
+    examples: int = Field(10, ge=0, le=1000)
+
+
 class Settings(BaseSettings):
     """The whole configuration. ``home`` is where the lake, warehouse and metastore live.
 
@@ -392,6 +405,7 @@ class Settings(BaseSettings):
     publish: PublishConfig
     orchestration: OrchestrationConfig = OrchestrationConfig()
     ops: OpsConfig = OpsConfig()
+    audit: AuditConfig = AuditConfig()
     storage: StorageConfig = StorageConfig()
 
     @classmethod

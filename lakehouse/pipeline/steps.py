@@ -25,7 +25,7 @@ from lakehouse.core.dbt_paths import (
     DBT_PROJECT_DIR as DBT_PROJECT_DIR,  # callers reach dbt through here
 )
 from lakehouse.core.dbt_paths import target_dir
-from lakehouse.observability import run_metrics, watchdog_report
+from lakehouse.observability import run_metrics, table_changes, watchdog_report
 from lakehouse.pipeline import docs_site, home_record, loads
 from lakehouse.pipeline.loads import Replay
 from lakehouse.publish import publisher as publishing
@@ -83,8 +83,22 @@ def build(settings: Settings, everything: bool = False) -> None:
     """The platform's dbt build: what changed since the last successful one, with its tests
     (lakehouse/transform/build_selection.py); everything with ``everything``. Raises if it
     failed."""
-    build_selection.build(settings, everything).check_returncode()
+    result = build_selection.build(settings, everything)
+    audit_changes(settings)  # what the models it did rebuild changed, even when others failed
+    result.check_returncode()
     dq_summary()
+
+
+def audit_changes(settings: Settings) -> None:
+    """Record what the build just made changed in each gold model it rebuilt
+    (ops.table_changes, lakehouse/observability/table_changes.py); never fails the build."""
+    target = target_dir()
+    if not (target / "run_results.json").is_file():
+        return  # dbt died before it wrote its results: nothing to say what it rebuilt
+    try:
+        table_changes.record_dbt(settings, target)
+    except Exception as exc:
+        log.warning(f"  change audit not recorded: {exc}")
 
 
 class RunFailed(RuntimeError):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lakehouse.core import pii
 from lakehouse.core.config import Settings
-from lakehouse.observability import run_metrics
+from lakehouse.observability import run_metrics, table_changes
 from lakehouse.stack import metastore, spark_cluster
 from lakehouse.stack.jars import engine_jars
 from lakehouse.stack.object_store import storage_conf
@@ -231,6 +231,7 @@ def launch(settings: Settings) -> subprocess.Popen:
         folder.mkdir(parents=True, exist_ok=True)
     discard_unfinished_metastore(settings.metastore_dir)
     run_metrics.ensure_table(settings)  # dbt registers it as ops.run_metrics: it must exist first
+    table_changes.ensure_table(settings)  # ... and this one as ops.table_changes
     metastore.ensure(settings)  # PostgreSQL up (the catalog lives there) before the JVM starts
     spark_cluster.start(settings)  # standalone mode: the master and workers it submits to
     env = {

@@ -76,7 +76,8 @@ with DAG(
             # a model built downstream of one left out (skipped) still reports its own state
             "trigger_rule": "none_failed",
             # the task that ran dbt records its models in ops.run_metrics
-            # (lakehouse/observability/run_metrics.py);
+            # (lakehouse/observability/run_metrics.py) and what the build changed in each gold
+            # model it rebuilt in ops.table_changes (lakehouse/observability/table_changes.py);
             # the producer's successful build becomes the state the next one compares with
             "callback": [record_dbt_metrics, remember_build],
             "callback_args": {

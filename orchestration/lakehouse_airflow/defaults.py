@@ -40,7 +40,9 @@ def record_dbt_metrics(
     project_dir: str, lakehouse: str, log_file: str, context: Any = None, **_: Any
 ) -> None:
     """Cosmos callback after a dbt command: record its models in ops.run_metrics under the DAG
-    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/observability/run_metrics.py).
+    run's id, as ``lakehouse dbt`` does for the CLI (lakehouse/observability/run_metrics.py),
+    and the change audit of the gold models it rebuilt in ops.table_changes, as ``lakehouse
+    build`` does (lakehouse/observability/table_changes.py: ``ops record-dbt`` records both).
 
     Only the task that ran dbt has a run_results.json. The artifacts are copied (Cosmos deletes
     its temporary project when the callback returns) and recorded by a detached process, so the

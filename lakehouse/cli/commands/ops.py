@@ -1,4 +1,5 @@
-"""``lakehouse ops``: show a run's metrics (ops.run_metrics), or record a dbt run's."""
+"""``lakehouse ops``: show a run's metrics (ops.run_metrics), or record a dbt run's (its
+metrics, and the change audit of the gold models it rebuilt: ops.table_changes)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lakehouse.core.config import Settings
-from lakehouse.observability import run_metrics
+from lakehouse.observability import run_metrics, table_changes
 from lakehouse.observability.watchdog_report import count
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info(
             f"{recorded} dbt job(s) recorded in {run_metrics.TABLE} (run {run_metrics.run_id()})"
         )
+        # the same build's change audit (Airflow's producer records through here)
+        changes = table_changes.record_dbt(settings, Path(args.target_dir))
+        log.info(f"{len(changes)} gold table change(s) recorded in {table_changes.TABLE}")
         return 0
     rows = run_metrics.read(settings)
     run_id = args.run or (rows[-1]["run_id"] if rows else None)
