@@ -30,6 +30,7 @@ from ingestion.bronze import commit_rows
 from ingestion.contracts import QUARANTINE_TABLE
 from lakehouse.core.config import Settings, WatchdogConfig
 from lakehouse.core.storage import Location, delta_table, write_delta
+from lakehouse.observability import table_changes as table_changes_audit
 
 CHANGES_TABLE = "ops.table_changes"
 # The (build, table) pairs the change alert already raised, so that each is raised once.
@@ -144,7 +145,7 @@ def quarantine_growth(
 
 def changes_path(settings: Settings) -> Location:
     """Where the gold change audit records one row per (build, gold table)."""
-    return settings.lake / "ops" / "table_changes"
+    return table_changes_audit.table_path(settings)
 
 
 def alerted_path(settings: Settings) -> Location:
