@@ -252,3 +252,17 @@ def write_delta(value: Location | Path | str, data: Any, **kwargs: Any) -> None:
 
     location = as_location(value)
     write_deltalake(location.uri, data, storage_options=location.storage_options(), **kwargs)
+
+
+def ensure_delta_table(path: Location, schema: Any) -> Location:
+    """Create the empty Delta table of ``schema`` (a ``pyarrow.Schema``) at ``path`` unless one
+    is there, so the engine can register it before anything was written to it. Two processes
+    may race to create it: the loser finds the winner's table and carries on."""
+    if not (path / "_delta_log").is_dir():
+        path.mkdir()
+        try:
+            write_delta(path, schema.empty_table(), mode="error")
+        except Exception:  # another process created it first
+            if not (path / "_delta_log").is_dir():
+                raise
+    return path

@@ -27,7 +27,13 @@ import pyarrow as pa
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.core.config import Settings
-from lakehouse.core.storage import Location, as_location, delta_table, write_delta
+from lakehouse.core.storage import (
+    Location,
+    as_location,
+    delta_table,
+    ensure_delta_table,
+    write_delta,
+)
 
 RUN_ID_ENV = "LAKEHOUSE_RUN_ID"
 TABLE = "ops.run_metrics"
@@ -87,15 +93,7 @@ def run_id() -> str:
 
 def ensure_table(settings: Settings) -> Location:
     """Create the (empty) table once, so the engine can register it before any job ran."""
-    path = table_path(settings)
-    if not (path / "_delta_log").is_dir():
-        path.mkdir()
-        try:
-            write_delta(path, SCHEMA.empty_table(), mode="error")
-        except Exception:  # another process created it first
-            if not (path / "_delta_log").is_dir():
-                raise
-    return path
+    return ensure_delta_table(table_path(settings), SCHEMA)
 
 
 def record(settings: Settings, jobs: Iterable[JobMetrics]) -> int:

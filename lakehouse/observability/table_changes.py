@@ -36,7 +36,7 @@ import pyarrow as pa
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.core.config import Settings
-from lakehouse.core.storage import Location, delta_table, write_delta
+from lakehouse.core.storage import Location, delta_table, ensure_delta_table, write_delta
 from lakehouse.observability.lineage import change_facet
 
 log = logging.getLogger(__name__)
@@ -581,15 +581,7 @@ def row(diff_: Diff, build_id: str, alert_share: float, recorded_at: datetime) -
 def ensure_table(settings: Settings) -> Location:
     """Create the (empty) table once, so the engine can register it (``ops.table_changes``)
     before any build was audited."""
-    path = table_path(settings)
-    if not (path / "_delta_log").is_dir():
-        path.mkdir()
-        try:
-            write_delta(path, SCHEMA.empty_table(), mode="error")
-        except Exception:  # another process created it first
-            if not (path / "_delta_log").is_dir():
-                raise
-    return path
+    return ensure_delta_table(table_path(settings), SCHEMA)
 
 
 def record(settings: Settings, rows: list[dict[str, Any]]) -> int:

@@ -13,26 +13,9 @@ import pyarrow as pa
 
 from lakehouse.core.config import Settings
 from lakehouse.core.storage import write_delta
-from lakehouse.observability import watchdog
+from lakehouse.observability import table_changes, watchdog
 
-SCHEMA = pa.schema([
-    ("recorded_at", pa.timestamp("us", tz="UTC")),
-    ("build_id", pa.string()),
-    ("table", pa.string()),
-    ("key", pa.string()),
-    ("from_version", pa.int64()),
-    ("to_version", pa.int64()),
-    ("rows_before", pa.int64()),
-    ("rows_after", pa.int64()),
-    ("added", pa.int64()),
-    ("removed", pa.int64()),
-    ("changed", pa.int64()),
-    ("change_share", pa.float64()),
-    ("columns", pa.string()),
-    ("examples", pa.string()),
-    ("alert_share", pa.float64()),
-    ("over_threshold", pa.bool_()),
-])  # fmt: skip
+SCHEMA = table_changes.SCHEMA  # what the audit writes
 START = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 
 
