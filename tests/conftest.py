@@ -190,14 +190,22 @@ def ingested(settings: Settings, source_systems) -> list:
     return steps.ingest(settings)
 
 
+# The session's whole `dbt build`'s run_results.json, kept in the target folder.
+BUILT_RESULTS = "run_results.session-build.json"
+
+
 @pytest.fixture(scope="session")
 def dbt_built(_engine_booting, ingested: list, spark: Settings) -> Path:
-    """`dbt build` (models, data tests, unit tests) once; returns the dbt target folder."""
+    """`dbt build` (models, data tests, unit tests) once; returns the dbt target folder. Its
+    run_results.json is kept aside (``BUILT_RESULTS``): a later module's build (a platform build
+    of what changed, a backfill) writes its own into the same target."""
     from lakehouse.pipeline import steps
 
     result = steps.dbt(spark, "build", check=False)
     assert result.returncode == 0, "dbt build failed; see dbt_project/logs/dbt.log"
-    return steps.target_dir()
+    target = steps.target_dir()
+    shutil.copyfile(target / "run_results.json", target / BUILT_RESULTS)
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,12 @@ from lakehouse.stack.sample_data import fx
 from lakehouse.transform import catalog
 from lakehouse.transform.sql import SqlError, query, records
 
+# The session's whole build's run_results.json, kept aside by conftest's dbt_built fixture.
+BUILT_RESULTS = "run_results.session-build.json"
+
 
 def test_every_node_of_the_build_succeeded(dbt_built) -> None:
-    results = json.loads((dbt_built / "run_results.json").read_text())["results"]
+    results = json.loads((dbt_built / BUILT_RESULTS).read_text())["results"]
     statuses = {r["unique_id"]: r["status"] for r in results}
     assert statuses, "dbt build ran nothing"
     # Exposures (models/exposures.yml) are nodes of `dbt build` that run nothing: dbt reports
